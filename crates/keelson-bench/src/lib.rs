@@ -1,0 +1,78 @@
+//! Benchmarks of keelson against its performance goals (`keelson bench ...`).
+
+pub mod api;
+pub mod client;
+pub mod load;
+pub mod report;
+pub mod server;
+pub mod stats;
+pub mod watch;
+
+pub use server::Store;
+
+/// `keelson bench ...`
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub what: What,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum What {
+    /// The API server: write latency, LIST of 10,000 pods, watch fan-out, idle memory.
+    Api {
+        /// Writes per second of the open-loop create and update phases.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+        rate: u32,
+        /// Seconds each of the create and update phases lasts.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+        seconds: u32,
+        /// Pods in the namespace when it is LISTed.
+        #[arg(long, default_value_t = 10_000)]
+        list_pods: usize,
+        /// Concurrent watches of the watch fan-out phase.
+        #[arg(long, default_value_t = 1000)]
+        watchers: usize,
+        /// The store of the server under test.
+        #[arg(long, value_enum, default_value = "sqlite")]
+        store: Store,
+        /// Also print one JSON object with the figures as the last line of stdout.
+        #[arg(long)]
+        json: bool,
+        /// Keep the server's temporary data directory (its store, PKI and log).
+        #[arg(long)]
+        keep: bool,
+    },
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    match args.what {
+        What::Api {
+            rate,
+            seconds,
+            list_pods,
+            watchers,
+            store,
+            json,
+            keep,
+        } => {
+            let opts = api::Options {
+                rate: f64::from(rate),
+                seconds,
+                list_pods,
+                watchers,
+                store,
+                keep,
+            };
+            let report = tokio::select! {
+                r = api::bench(&opts) => r?,
+                _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; the server was stopped"),
+            };
+            print!("{}", report.table());
+            if json {
+                println!("{}", report.json());
+            }
+            Ok(())
+        }
+    }
+}

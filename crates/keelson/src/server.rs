@@ -1,0 +1,199 @@
+//! `keelson server`: the API server over its store, with the cluster CA and an admin kubeconfig.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use keelson_pki::{kubeconfig, tls};
+use keelson_store::{MemoryStore, SharedStore, SqliteOptions, SqliteStore};
+
+#[derive(clap::Args, Debug)]
+pub struct ServerArgs {
+    /// Where the store, the cluster CA and the admin kubeconfig live.
+    #[arg(long, default_value_os_t = default_data_dir())]
+    pub data_dir: PathBuf,
+    /// Address and port to serve HTTPS on.
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    pub listen: SocketAddr,
+    /// Address other machines reach this server at (default: the listen address, or the
+    /// host's address when listening on all interfaces).
+    #[arg(long)]
+    pub advertise_address: Option<IpAddr>,
+    /// The range Service ClusterIPs are allocated from.
+    #[arg(long, default_value = "10.43.0.0/16")]
+    pub service_cidr: String,
+    /// The range NodePorts are allocated from.
+    #[arg(long, default_value = "30000-32767")]
+    pub service_node_port_range: String,
+    /// Extra names and addresses for the serving certificate.
+    #[arg(long = "tls-san", value_delimiter = ',')]
+    pub tls_sans: Vec<String>,
+    /// Keep state in memory only (for tests and benchmarks).
+    #[arg(long, value_enum, default_value = "sqlite")]
+    pub store: StoreKind,
+    /// Do not merge the admin kubeconfig into the user's kubeconfig.
+    #[arg(long)]
+    pub no_merge_kubeconfig: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum StoreKind {
+    Sqlite,
+    Memory,
+}
+
+fn default_data_dir() -> PathBuf {
+    if std::env::var_os("USER").is_some_and(|u| u == "root") || is_root() {
+        PathBuf::from("/var/lib/keelson")
+    } else {
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."));
+        home.join(".local/share/keelson")
+    }
+}
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
+}
+
+fn parse_range(s: &str) -> anyhow::Result<(u16, u16)> {
+    let (a, b) = s
+        .split_once('-')
+        .with_context(|| format!("port range {s:?} is not FROM-TO"))?;
+    let (a, b): (u16, u16) = (a.trim().parse()?, b.trim().parse()?);
+    anyhow::ensure!(a <= b, "port range {s:?} is empty");
+    Ok((a, b))
+}
+
+/// The address to advertise: the explicit one, the listen address, or (on 0.0.0.0) the
+/// address of the interface that routes outward.
+fn advertise(args: &ServerArgs) -> IpAddr {
+    if let Some(a) = args.advertise_address {
+        return a;
+    }
+    if !args.listen.ip().is_unspecified() {
+        return args.listen.ip();
+    }
+    // A UDP "connect" picks the outgoing interface without sending anything.
+    std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| s.connect("10.255.255.255:9").map(|_| s))
+        .and_then(|s| s.local_addr())
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+}
+
+fn step(started: Instant, what: &str) {
+    eprintln!("[{:>6.2}s] {what}", started.elapsed().as_secs_f64());
+}
+
+/// Starts everything the server needs; returns once it is listening.
+pub async fn start(
+    args: &ServerArgs,
+) -> anyhow::Result<(
+    Arc<keelson_apiserver::Api>,
+    tokio::net::TcpListener,
+    Arc<rustls::ServerConfig>,
+)> {
+    let started = Instant::now();
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
+    let adv = advertise(args);
+    let mut sans = vec![adv.to_string(), args.listen.ip().to_string()];
+    sans.extend(args.tls_sans.iter().cloned());
+    let sans: Vec<String> = sans
+        .into_iter()
+        .filter(|s| s != "0.0.0.0" && s != "::")
+        .collect();
+    let pki = tls::load_or_create(&args.data_dir.join("pki"), &sans).with_context(|| {
+        format!(
+            "loading the cluster CA under {}",
+            args.data_dir.join("pki").display()
+        )
+    })?;
+    step(started, "cluster CA and certificates ready");
+    let store: SharedStore = match args.store {
+        StoreKind::Sqlite => {
+            let dir = args.data_dir.join("db");
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            let path = dir.join("state.db");
+            Arc::new(
+                SqliteStore::open(&path, SqliteOptions::default())
+                    .with_context(|| format!("opening store {}", path.display()))?,
+            )
+        }
+        StoreKind::Memory => Arc::new(MemoryStore::new()),
+    };
+    step(started, "store open");
+    let config = keelson_apiserver::Config {
+        listen: args.listen,
+        advertise: SocketAddr::new(adv, args.listen.port()),
+        service_cidr: args.service_cidr.clone(),
+        node_ports: parse_range(&args.service_node_port_range)?,
+    };
+    let api = keelson_apiserver::Api::new(store, config).await?;
+    step(started, "watch cache filled");
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let port = listener.local_addr()?.port();
+    let host = if args.listen.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        args.listen.ip().to_string()
+    };
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host
+    };
+    let url = format!("https://{host}:{port}");
+    let text = kubeconfig::render(
+        &url,
+        &pki.ca_cert_pem,
+        &pki.admin_cert_pem,
+        &pki.admin_key_pem,
+        "keelson",
+    );
+    let kc = args.data_dir.join("kubeconfig");
+    kubeconfig::write(&kc, &text).with_context(|| format!("writing {}", kc.display()))?;
+    if !args.no_merge_kubeconfig {
+        merge_user_kubeconfig(&text)?;
+    }
+    let tls = tls::server_config(&pki).context("building the TLS configuration")?;
+    step(
+        started,
+        &format!("serving on {url}; admin kubeconfig at {}", kc.display()),
+    );
+    Ok((api, listener, tls))
+}
+
+fn merge_user_kubeconfig(text: &str) -> anyhow::Result<()> {
+    let Some(path) = kubeconfig::default_user_kubeconfig() else {
+        return Ok(());
+    };
+    kubeconfig::merge_into(&path, text, "keelson")
+        .with_context(|| format!("merging into {}", path.display()))?;
+    eprintln!(
+        "         context \"keelson\" merged into {}",
+        display(&path)
+    );
+    Ok(())
+}
+
+fn display(p: &Path) -> String {
+    p.display().to_string()
+}
+
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let (api, listener, tls) = start(&args).await?;
+    tokio::select! {
+        r = keelson_apiserver::serve(api, listener, tls) => r.context("serving")?,
+        _ = tokio::signal::ctrl_c() => eprintln!("shutting down"),
+    }
+    Ok(())
+}
