@@ -6,6 +6,7 @@ pub mod errors;
 pub mod fields;
 pub mod labels;
 pub mod names;
+pub mod quantity;
 
 pub use errors::{ApiError, FieldError, FieldErrorType, status_success};
 pub use fields::{FieldOp, FieldRequirement, FieldSelector};

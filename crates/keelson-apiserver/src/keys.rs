@@ -8,12 +8,12 @@ pub const ROOT: &str = "/registry/";
 /// The prefix of every object of one resource. Kinds served in several versions of one group
 /// (autoscaling/v1 and v2) are stored under one prefix.
 pub fn resource_prefix(kind: &Kind) -> String {
-    let group = if kind.group.is_empty() {
-        "core"
-    } else {
-        kind.group
+    let (group, plural) = match kind.strategy.conversion() {
+        Some(c) => (c.storage_group, c.storage_plural),
+        None => (kind.group, kind.plural),
     };
-    format!("{ROOT}{group}/{}/", kind.plural)
+    let group = if group.is_empty() { "core" } else { group };
+    format!("{ROOT}{group}/{plural}/")
 }
 
 /// The prefix of a resource's objects in one namespace (or all of them).

@@ -2,16 +2,21 @@
 //! discovery and OpenAPI, served over HTTPS to kubectl and every other component.
 
 mod admission;
+mod apply;
 mod body;
 mod bootstrap;
 mod cache;
+mod conversion;
 mod discovery;
+mod fields;
 mod keys;
+mod limits;
 mod list;
 mod meta;
 mod metrics;
 mod patch;
 mod query;
+mod quota;
 mod registry;
 mod request;
 mod respond;

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use crate::cache::CachedObject;
 use crate::registry::{Req, parse_label_selector, store_error};
 use crate::respond::{self, Body, Representation};
-use crate::{keys, meta};
+use crate::{conversion, keys, meta};
 
 type Result<T, E = ApiError> = std::result::Result<T, E>;
 
@@ -54,6 +54,7 @@ impl Filter {
     }
 
     pub fn matches(&self, obj: &Value) -> bool {
+        let obj = &*conversion::view(self.kind, obj);
         if let Some(l) = &self.labels
             && !l.matches(obj.pointer("/metadata/labels").and_then(Value::as_object))
         {
@@ -262,6 +263,16 @@ fn render_list(
                 &json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": list_meta(revision, cont, remaining), "items": items}),
             )
         }
+        Representation::Object if conversion::converts(r.kind) => {
+            let items: Vec<Value> = items
+                .iter()
+                .map(|o| conversion::view(r.kind, &o.value).into_owned())
+                .collect();
+            respond::json(
+                200,
+                &json!({"kind": format!("{}List", r.kind.kind), "apiVersion": r.kind.api_version(), "metadata": list_meta(revision, cont, remaining), "items": items}),
+            )
+        }
         Representation::Object => {
             // Concatenate the cached encodings: no object is serialized again.
             let head = json!({"kind": format!("{}List", r.kind.kind), "apiVersion": r.kind.api_version(), "metadata": list_meta(revision, cont, remaining)});
@@ -303,6 +314,9 @@ pub fn render_one(r: &Req<'_>, obj: &CachedObject) -> Response<Body> {
             )
         }
         Representation::Metadata => respond::json(200, &partial_metadata(&obj.value)),
+        Representation::Object if conversion::converts(r.kind) => {
+            respond::json(200, &conversion::view(r.kind, &obj.value))
+        }
         Representation::Object if !obj.json.is_empty() => {
             respond::json_bytes(200, obj.json.clone())
         }
@@ -332,6 +346,7 @@ pub fn table_for<'a>(
     let include = include.unwrap_or("Metadata");
     let rows: Vec<Value> = objs
         .map(|o| {
+            let o = &*conversion::view(kind, o);
             let object = match include {
                 "None" => Value::Null,
                 "Object" => o.clone(),

@@ -14,7 +14,9 @@ use crate::cache::CachedObject;
 use crate::query::Query;
 use crate::request::{ResourcePath, Verb};
 use crate::respond::{self, Body, Representation};
-use crate::{Api, admission, body, keys, list, meta, patch, strict};
+use crate::{
+    Api, admission, apply, body, conversion, keys, limits, list, meta, patch, quota, strict,
+};
 
 /// One resource request, parsed.
 pub struct Req<'a> {
@@ -27,6 +29,10 @@ pub struct Req<'a> {
     pub body: Bytes,
     /// Warnings to send back as `Warning` headers.
     pub warnings: Vec<String>,
+    /// The client's User-Agent (the default field manager).
+    pub user_agent: Option<String>,
+    /// The body is a server-side apply configuration.
+    pub apply: bool,
 }
 
 type Result<T, E = ApiError> = std::result::Result<T, E>;
@@ -50,6 +56,20 @@ impl Req<'_> {
 
     fn not_found(&self) -> ApiError {
         ApiError::not_found(&self.kind.qualified_resource(), self.name())
+    }
+
+    /// The field manager of this write: `fieldManager`, else the User-Agent's product name.
+    fn manager_name(&self) -> String {
+        if let Some(m) = self
+            .query
+            .field_manager
+            .as_deref()
+            .filter(|m| !m.is_empty())
+        {
+            return m.to_string();
+        }
+        let ua = self.user_agent.as_deref().unwrap_or("unknown");
+        ua.split('/').next().unwrap_or(ua).to_string()
     }
 
     fn qualified_kind(&self) -> String {
@@ -331,6 +351,7 @@ async fn create(r: &mut Req<'_>) -> Result<Response<Body>> {
         }
     }
     let create_name = meta::name(&obj).unwrap_or("").to_string();
+    let applied_config = obj.clone();
     admission::namespace_lifecycle(r.api, r.kind, url_ns.as_deref(), &create_name).await?;
     let mut obj = normalize(r, obj)?;
     let generate = meta::name(&obj).is_none()
@@ -347,25 +368,47 @@ async fn create(r: &mut Req<'_>) -> Result<Response<Body>> {
             meta::meta_mut(&mut candidate)
                 .insert("name".into(), Value::String(generate_name(&prefix)));
         }
+        limits::admit(r.api, r.kind, &mut candidate)?;
         r.kind.strategy.prepare_create(&mut candidate);
         validate(r, &candidate, None)?;
         let name = meta::name(&candidate).unwrap_or("").to_string();
+        let (manager, now, api_version) =
+            (r.manager_name(), meta::now_rfc3339(), r.kind.api_version());
+        let who = apply::Manager {
+            name: &manager,
+            api_version: &api_version,
+            time: &now,
+            subresource: None,
+        };
+        if r.apply {
+            let applied = apply::apply(None, &applied_config, &who, false)?;
+            if let Some(m) = applied.pointer("/metadata/managedFields") {
+                meta::meta_mut(&mut candidate).insert("managedFields".into(), m.clone());
+            }
+        } else {
+            apply::record_update(None, &mut candidate, &who);
+        }
         let allocation = admission::allocate(r.api, r.kind, &mut candidate, None)?;
+        if let Err(e) = quota::admit(r.api, r.kind, &candidate, r.query.dry_run).await {
+            allocation.release();
+            return Err(e);
+        }
         if r.query.dry_run {
             allocation.release();
             return Ok(written(r, 201, &candidate));
         }
-        let bytes = Bytes::from(
-            serde_json::to_vec(&candidate).map_err(|e| ApiError::internal(e.to_string()))?,
-        );
+        let bytes = encode_stored(r, candidate.clone())?;
         match r.api.store.create(&r.key(&name), bytes).await {
             Ok(kv) => {
                 allocation.commit();
+                quota::after_write(r.api, r.kind, None, Some(&candidate)).await;
                 meta::set_resource_version(&mut candidate, kv.mod_revision);
                 return Ok(written(r, 201, &candidate));
             }
             Err(StoreError::AlreadyExists(_)) => {
                 allocation.release();
+                // The quota charge of an object that was not created is given back.
+                quota::after_write(r.api, r.kind, Some(&candidate), None).await;
                 if generate && attempt < 8 {
                     continue;
                 }
@@ -428,11 +471,20 @@ async fn stored(r: &Req<'_>) -> Result<KeyValue> {
         .ok_or_else(|| r.not_found())
 }
 
-fn parse_kv(kv: &KeyValue) -> Result<Value> {
-    let mut v: Value = serde_json::from_slice(&kv.value)
+fn parse_kv(kind: &Kind, kv: &KeyValue) -> Result<Value> {
+    let v: Value = serde_json::from_slice(&kv.value)
         .map_err(|e| ApiError::internal(format!("stored object: {e}")))?;
+    let mut v = conversion::view(kind, &v).into_owned();
     meta::set_resource_version(&mut v, kv.mod_revision);
     Ok(v)
+}
+
+/// The bytes stored for an object of the request's kind.
+fn encode_stored(r: &Req<'_>, obj: Value) -> Result<Bytes> {
+    let v = conversion::stored(r.kind, strip_rv(obj));
+    serde_json::to_vec(&v)
+        .map(Bytes::from)
+        .map_err(|e| ApiError::internal(e.to_string()))
 }
 
 /// The current object as a starting point for a write: the cached copy (possibly stale; the
@@ -444,10 +496,10 @@ async fn starting_point(r: &Req<'_>) -> Result<(Value, i64)> {
         .resource(r.kind)
         .and_then(|c| c.get(&r.key(r.name())))
     {
-        return Ok((c.value.clone(), c.revision));
+        return Ok((conversion::view(r.kind, &c.value).into_owned(), c.revision));
     }
     let kv = stored(r).await?;
-    Ok((parse_kv(&kv)?, kv.mod_revision))
+    Ok((parse_kv(r.kind, &kv)?, kv.mod_revision))
 }
 
 async fn update(r: &mut Req<'_>, mode: Mode) -> Result<Response<Body>> {
@@ -477,12 +529,41 @@ async fn patch_object(r: &mut Req<'_>, mode: Mode) -> Result<Response<Body>> {
     let ct = r.content_type.clone().unwrap_or_default();
     let patch_doc = r.body.clone();
     let kind = r.kind;
-    if ct.starts_with("application/apply-patch") && starting_point(r).await.is_err() {
-        // Server-side apply of a missing object creates it.
-        let obj = body::decode(&patch_doc, Some("application/yaml"))?;
-        r.body = Bytes::from(serde_json::to_vec(&obj).unwrap_or_default());
-        r.content_type = Some("application/json".into());
-        return create(r).await;
+    if ct.starts_with("application/apply-patch") {
+        r.apply = true;
+        if r.query.field_manager.as_deref().is_none_or(str::is_empty) {
+            return Err(ApiError::bad_request(
+                "fieldManager: Required value: is required for apply patch",
+            ));
+        }
+        let applied = body::decode(&patch_doc, Some("application/yaml"))?;
+        if let Some(n) = meta::name(&applied)
+            && n != r.name()
+        {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({n}) does not match the name on the URL ({})",
+                r.name()
+            )));
+        }
+        if starting_point(r).await.is_err() {
+            // Server-side apply of a missing object creates it.
+            r.body = Bytes::from(serde_json::to_vec(&applied).unwrap_or_default());
+            r.content_type = Some("application/json".into());
+            return create(r).await;
+        }
+        let (manager, api_version, force) = (r.manager_name(), r.kind.api_version(), r.query.force);
+        let (out, code) = modify(r, mode, None, move |current| {
+            let now = meta::now_rfc3339();
+            let who = apply::Manager {
+                name: &manager,
+                api_version: &api_version,
+                time: &now,
+                subresource: None,
+            };
+            apply::apply(Some(current), &applied, &who, force)
+        })
+        .await?;
+        return Ok(written(r, code, &out));
     }
     let (out, code) = modify(r, mode, None, move |current| {
         patch::apply(kind, &ct, current, &patch_doc)
@@ -516,7 +597,7 @@ pub async fn modify(
             if *want != kv.mod_revision.to_string() {
                 return Err(conflict(r));
             }
-            current = parse_kv(&kv)?;
+            current = parse_kv(r.kind, &kv)?;
             rev = kv.mod_revision;
             continue;
         }
@@ -534,8 +615,7 @@ pub async fn modify(
         let result = if finished {
             r.api.store.delete(&key, Some(rev)).await.map(|(kv, _)| kv)
         } else {
-            let bytes =
-                Bytes::from(serde_json::to_vec(&strip_rv(next.clone())).unwrap_or_default());
+            let bytes = encode_stored(r, next.clone())?;
             r.api.store.update(&key, bytes, rev).await
         };
         match result {
@@ -550,6 +630,13 @@ pub async fn modify(
                     Some(&current),
                     if finished { None } else { Some(&out) },
                 );
+                quota::after_write(
+                    r.api,
+                    r.kind,
+                    Some(&current),
+                    if finished { None } else { Some(&out) },
+                )
+                .await;
                 return Ok((out, 200));
             }
             Err(StoreError::Conflict {
@@ -558,7 +645,7 @@ pub async fn modify(
                 if precondition.is_some() {
                     return Err(conflict(r));
                 }
-                current = parse_kv(&kv)?;
+                current = parse_kv(r.kind, &kv)?;
                 rev = kv.mod_revision;
             }
             Err(StoreError::Conflict { current: None, .. }) | Err(StoreError::NotFound(_)) => {
@@ -638,6 +725,9 @@ fn prepare_update(
             ),
         ));
     }
+    let applied_managed = meta::meta(&next)
+        .and_then(|m| m.get("managedFields"))
+        .cloned();
     {
         let old = meta::meta(current).cloned().unwrap_or_default();
         let m = meta::meta_mut(&mut next);
@@ -655,8 +745,11 @@ fn prepare_update(
                 None => m.remove(f),
             };
         }
-        // Finalizers may not be added to an object that is being deleted.
-        m.remove("managedFields");
+        // managedFields are the server's to keep: compared as they were, then recorded below.
+        match old.get("managedFields") {
+            Some(v) => m.insert("managedFields".into(), v.clone()),
+            None => m.remove("managedFields"),
+        };
         m.insert(
             "resourceVersion".into(),
             old.get("resourceVersion").cloned().unwrap_or(Value::Null),
@@ -690,6 +783,26 @@ fn prepare_update(
     if next == *current {
         return Ok(None);
     }
+    if r.apply {
+        if let Some(m) = applied_managed {
+            meta::meta_mut(&mut next).insert("managedFields".into(), m);
+        }
+    } else {
+        let (manager, now, api_version) =
+            (r.manager_name(), meta::now_rfc3339(), r.kind.api_version());
+        let subresource = match mode {
+            Mode::Main => r.path.subresource.as_deref(),
+            Mode::Status => Some("status"),
+            Mode::Finalize => Some("finalize"),
+        };
+        let who = apply::Manager {
+            name: &manager,
+            api_version: &api_version,
+            time: &now,
+            subresource,
+        };
+        apply::record_update(Some(current), &mut next, &who);
+    }
     Ok(Some(next))
 }
 
@@ -699,6 +812,7 @@ struct DeleteOptions {
     propagation: Option<String>,
     uid: Option<String>,
     resource_version: Option<String>,
+    dry_run: bool,
 }
 
 fn delete_options(r: &Req<'_>) -> Result<DeleteOptions> {
@@ -707,6 +821,7 @@ fn delete_options(r: &Req<'_>) -> Result<DeleteOptions> {
         propagation: r.query.propagation_policy.clone(),
         uid: None,
         resource_version: None,
+        dry_run: r.query.dry_run,
     };
     if r.query.orphan_dependents == Some(true) && o.propagation.is_none() {
         o.propagation = Some("Orphan".into());
@@ -732,12 +847,10 @@ fn delete_options(r: &Req<'_>) -> Result<DeleteOptions> {
             .pointer("/preconditions/resourceVersion")
             .and_then(Value::as_str)
             .map(String::from);
-        if b.get("dryRun")
+        o.dry_run |= b
+            .get("dryRun")
             .and_then(Value::as_array)
-            .is_some_and(|a| a.iter().any(|v| v == "All"))
-        {
-            // handled through the query flag
-        }
+            .is_some_and(|a| a.iter().any(|v| v == "All"));
     }
     if let Some(p) = &o.propagation
         && !matches!(p.as_str(), "Orphan" | "Background" | "Foreground")
@@ -757,13 +870,7 @@ fn delete_options(r: &Req<'_>) -> Result<DeleteOptions> {
 
 async fn delete(r: &mut Req<'_>) -> Result<Response<Body>> {
     let opts = delete_options(r)?;
-    let dry = r.query.dry_run
-        || (!r.body.is_empty()
-            && body::decode(&r.body, r.content_type.as_deref())
-                .ok()
-                .and_then(|b| b.get("dryRun").cloned())
-                .and_then(|d| d.as_array().map(|a| a.iter().any(|v| v == "All")))
-                .unwrap_or(false));
+    let dry = opts.dry_run;
     let (mut current, mut rev) = starting_point(r).await?;
     for _ in 0..16 {
         if let Some(uid) = &opts.uid
@@ -815,12 +922,13 @@ async fn delete(r: &mut Req<'_>) -> Result<Response<Body>> {
             match r.api.store.delete(&key, Some(rev)).await {
                 Ok(_) => {
                     admission::after_write(r.api, r.kind, Some(&current), None);
+                    quota::after_write(r.api, r.kind, Some(&current), None).await;
                     return Ok(written(r, 200, &current));
                 }
                 Err(StoreError::Conflict {
                     current: Some(kv), ..
                 }) => {
-                    current = parse_kv(&kv)?;
+                    current = parse_kv(r.kind, &kv)?;
                     rev = kv.mod_revision;
                     continue;
                 }
@@ -861,7 +969,7 @@ async fn delete(r: &mut Req<'_>) -> Result<Response<Body>> {
         if dry {
             return Ok(written(r, 200, &next));
         }
-        let bytes = Bytes::from(serde_json::to_vec(&strip_rv(next.clone())).unwrap_or_default());
+        let bytes = encode_stored(r, next.clone())?;
         match r.api.store.update(&key, bytes, rev).await {
             Ok(kv) => {
                 meta::set_resource_version(&mut next, kv.mod_revision);
@@ -870,7 +978,7 @@ async fn delete(r: &mut Req<'_>) -> Result<Response<Body>> {
             Err(StoreError::Conflict {
                 current: Some(kv), ..
             }) => {
-                current = parse_kv(&kv)?;
+                current = parse_kv(r.kind, &kv)?;
                 rev = kv.mod_revision;
             }
             Err(StoreError::Conflict { current: None, .. }) | Err(StoreError::NotFound(_)) => {
@@ -928,6 +1036,8 @@ async fn delete_collection(r: &mut Req<'_>) -> Result<Response<Body>> {
             content_type: r.content_type.clone(),
             body: r.body.clone(),
             warnings: Vec::new(),
+            user_agent: r.user_agent.clone(),
+            apply: false,
         };
         match delete(&mut sub).await {
             Ok(_) => deleted.push(obj.value.clone()),
@@ -1013,7 +1123,7 @@ async fn binding(r: &mut Req<'_>) -> Result<Response<Body>> {
             Err(StoreError::Conflict {
                 current: Some(kv), ..
             }) => {
-                current = parse_kv(&kv)?;
+                current = parse_kv(r.kind, &kv)?;
                 rev = kv.mod_revision;
             }
             Err(e) => return Err(store_error(r, e)),
@@ -1054,6 +1164,8 @@ pub async fn ensure(api: &Api, kind: &'static Kind, obj: Value) -> Result<()> {
         content_type: Some("application/json".into()),
         body: Bytes::from(serde_json::to_vec(&obj).unwrap_or_default()),
         warnings: Vec::new(),
+        user_agent: Some("keelson-apiserver".into()),
+        apply: false,
     };
     match create(&mut r).await {
         Ok(_) => Ok(()),

@@ -212,6 +212,11 @@ async fn resource(
         Ok(r) => r,
         Err(e) => return respond::error(&e),
     };
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -230,6 +235,8 @@ async fn resource(
         content_type,
         body,
         warnings: Vec::new(),
+        user_agent,
+        apply: false,
     };
     registry::serve(r, verb).await
 }

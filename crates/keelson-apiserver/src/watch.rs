@@ -24,6 +24,7 @@ const BOOKMARK_EVERY: Duration = Duration::from_secs(30);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
 
 struct Encoder {
+    kind: &'static keelson_kinds::Kind,
     repr: Representation,
     table_req: Option<TableReq>,
 }
@@ -41,6 +42,10 @@ impl Encoder {
         buf.put_slice(kind.as_bytes());
         buf.put_slice(b"\",\"object\":");
         match self.repr {
+            Representation::Object if crate::conversion::converts(self.kind) => buf.put_slice(
+                &serde_json::to_vec(&crate::conversion::view(self.kind, &obj.value))
+                    .unwrap_or_default(),
+            ),
             Representation::Object if !obj.json.is_empty() => buf.put_slice(&obj.json),
             Representation::Object => {
                 buf.put_slice(&serde_json::to_vec(&obj.value).unwrap_or_default())
@@ -103,6 +108,7 @@ pub async fn watch(r: &Req<'_>) -> Result<Response<Body>> {
         ));
     }
     let encoder = Encoder {
+        kind: r.kind,
         repr: r.repr,
         table_req: (r.repr == Representation::Table).then(|| TableReq {
             kind: r.kind,
@@ -126,6 +132,7 @@ pub async fn watch(r: &Req<'_>) -> Result<Response<Body>> {
         broadcast::Receiver<Arc<CachedEvent>>,
     );
     let mut backlog: Vec<Bytes> = Vec::new();
+    let mut bookmark_rv = 0;
     match rv {
         Some(v) if v > 0 && !initial_events => {
             r.api.cache.wait_for(v).await?;
@@ -153,12 +160,15 @@ pub async fn watch(r: &Req<'_>) -> Result<Response<Body>> {
             if rv.is_none() || initial_events {
                 r.api.cache.wait_fresh().await?;
             }
+            // Every event up to this revision is applied, so the snapshot taken next holds it;
+            // the receiver, subscribed atomically with the snapshot, holds everything after.
+            bookmark_rv = r.api.cache.revision();
             let (objs, rx_events) = cache.snapshot_and_subscribe(&prefix);
             initial = objs
                 .into_iter()
                 .filter(|o| filter.matches(&o.value))
                 .collect();
-            resume_after = r.api.cache.revision();
+            resume_after = 0;
             sub = rx_events;
         }
     }
@@ -180,7 +190,7 @@ pub async fn watch(r: &Req<'_>) -> Result<Response<Body>> {
             }
         }
         if initial_events {
-            let bm = json!({"kind": kind_name, "apiVersion": api_version, "metadata": {"resourceVersion": resume_after.to_string(), "annotations": {"k8s.io/initial-events-end": "true"}}});
+            let bm = json!({"kind": kind_name, "apiVersion": api_version, "metadata": {"resourceVersion": bookmark_rv.to_string(), "annotations": {"k8s.io/initial-events-end": "true"}}});
             if tx.send(encoder.value("BOOKMARK", &bm)).await.is_err() {
                 return;
             }

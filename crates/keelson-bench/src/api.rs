@@ -191,6 +191,11 @@ async fn measure(
         report.watch_summary.p99_ms,
         report.watch_summary.max_ms
     ));
+    let puts = Summary::of(&fan.put_latencies);
+    progress.say(format_args!(
+        "watch: the updates themselves (PUT) took p50 {:.1} ms, p99 {:.1} ms",
+        puts.p50_ms, puts.p99_ms
+    ));
     if fan.delivered < fan.expected {
         progress.say(format_args!(
             "watch: MISSING DELIVERIES: {} events never arrived",

@@ -96,11 +96,16 @@ pub struct Api {
 impl Api {
     /// A client of `base` (e.g. `https://127.0.0.1:6443`) with its own connection.
     pub fn connect(base: &str, tls: &rustls::ClientConfig) -> Api {
+        // Without TCP_NODELAY (which Go, and so kubectl, sets), a request body written after
+        // its headers waits for the server's delayed ACK: ~40 ms added to every POST and PUT.
+        let mut tcp = HttpConnector::new();
+        tcp.set_nodelay(true);
+        tcp.enforce_http(false);
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls.clone())
             .https_only()
             .enable_all_versions()
-            .build();
+            .wrap_connector(tcp);
         let client = Client::builder(TokioExecutor::new())
             .http2_only(true)
             .http2_initial_stream_window_size(STREAM_WINDOW)

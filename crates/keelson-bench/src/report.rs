@@ -177,8 +177,16 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "watch: {} watchers ({} established) over {} connections, {} updates, {} of {} deliveries",
-            w.watchers, w.established, w.connections, w.updates, w.delivered, w.expected
+            "watch: {} watchers ({} established) over {} connections, {} updates (PUT p50 {:.2} ms, \
+             p99 {:.2} ms, included in the watch latency), {} of {} deliveries",
+            w.watchers,
+            w.established,
+            w.connections,
+            w.updates,
+            Summary::of(&w.put_latencies).p50_ms,
+            Summary::of(&w.put_latencies).p99_ms,
+            w.delivered,
+            w.expected
         );
         if let Some(e) = &w.first_error {
             let _ = writeln!(out, "watch: first error: {e}");
@@ -210,6 +218,9 @@ impl Report {
         put("watch_p99_ms", json!(round(self.watch_summary.p99_ms)));
         put("watch_p50_ms", json!(round(self.watch_summary.p50_ms)));
         put("watch_max_ms", json!(round(self.watch_summary.max_ms)));
+        let puts = Summary::of(&self.watch.put_latencies);
+        put("watch_put_p50_ms", json!(round(puts.p50_ms)));
+        put("watch_put_p99_ms", json!(round(puts.p99_ms)));
         put("watchers", json!(self.watch.watchers));
         put("watch_connections", json!(self.watch.connections));
         put("watch_updates", json!(self.watch.updates));

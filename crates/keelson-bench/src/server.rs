@@ -116,6 +116,10 @@ impl ServerProcess {
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--no-merge-kubeconfig")
+            // The API server alone: the controllers and the scheduler would act on the
+            // benchmark's pods and measure themselves too.
+            .arg("--disable-controllers")
+            .arg("--disable-scheduler")
             .arg("--store")
             .arg(store.as_str())
             .stdin(Stdio::null())

@@ -42,6 +42,8 @@ pub struct FanOut {
     /// Updates sent (successful PUTs).
     pub updates: usize,
     pub update_errors: usize,
+    /// How long each update (PUT) took; watch latencies include it.
+    pub put_latencies: Vec<Duration>,
     /// Events delivered across all watchers, and how many were due (watchers × updates sent).
     pub delivered: usize,
     pub expected: usize,
@@ -270,13 +272,15 @@ pub async fn fan_out(
     for k in 0..updates {
         tokio::time::sleep_until((start + Duration::from_secs_f64(k as f64 / per_second)).into())
             .await;
-        let sent = shared.base.elapsed().as_nanos().to_string();
-        cm["data"] = json!({"sent": sent, "seq": k.to_string()});
+        let sent = shared.base.elapsed();
+        cm["data"] = json!({"sent": sent.as_nanos().to_string(), "seq": k.to_string()});
         match api
             .json::<Value>(Method::PUT, &path, Some(Bytes::from(cm.to_string())))
             .await
         {
             Ok(updated) => {
+                out.put_latencies
+                    .push(shared.base.elapsed().saturating_sub(sent));
                 cm = updated;
                 out.updates += 1;
             }

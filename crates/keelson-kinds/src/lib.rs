@@ -114,6 +114,19 @@ pub struct Column {
     pub priority: u8,
 }
 
+/// How a kind served in one group-version is stored in the form of another (upstream keeps
+/// one storage version per resource: events.k8s.io/v1 Events are stored as core/v1 Events,
+/// autoscaling/v1 HorizontalPodAutoscalers as autoscaling/v2).
+pub struct Conversion {
+    /// The group and plural of the resource whose storage this kind shares.
+    pub storage_group: &'static str,
+    pub storage_plural: &'static str,
+    /// This kind's form → the stored form.
+    pub to_storage: fn(Value) -> Value,
+    /// The stored form → this kind's form.
+    pub from_storage: fn(Value) -> Value,
+}
+
 /// Everything about one kind that differs from the generic registry behaviour.
 ///
 /// Every method works on the JSON form of the object; implementations decode into the
@@ -146,6 +159,11 @@ pub trait Strategy: Send + Sync {
     /// The value of a field a field selector names (`metadata.name` and `metadata.namespace`
     /// are handled generically); `None` if the kind does not support selecting on it.
     fn field(&self, _obj: &Value, _path: &str) -> Option<String> {
+        None
+    }
+
+    /// How the kind is stored when it shares another kind's storage; `None`: as itself.
+    fn conversion(&self) -> Option<&Conversion> {
         None
     }
 

@@ -25,6 +25,7 @@ pub struct Typed<K> {
     pub row: fn(&Value, Timestamp) -> Vec<Value>,
     pub has_status: bool,
     pub tracks_generation: bool,
+    pub conversion: Option<crate::Conversion>,
     marker: PhantomData<fn() -> K>,
 }
 
@@ -42,6 +43,7 @@ impl<K> Typed<K> {
             row: crate::util::name_age_row,
             has_status: false,
             tracks_generation: false,
+            conversion: None,
             marker: PhantomData,
         }
     }
@@ -73,6 +75,12 @@ impl<K> Typed<K> {
     ) -> Self {
         self.columns = columns;
         self.row = row;
+        self
+    }
+
+    /// Stores the kind in another kind's storage, converting both ways.
+    pub const fn stored_as(mut self, conversion: crate::Conversion) -> Self {
+        self.conversion = Some(conversion);
         self
     }
 
@@ -133,6 +141,10 @@ where
 
     fn columns(&self) -> &'static [Column] {
         self.columns
+    }
+
+    fn conversion(&self) -> Option<&crate::Conversion> {
+        self.conversion.as_ref()
     }
 
     fn row(&self, obj: &Value, now: Timestamp) -> Vec<Value> {

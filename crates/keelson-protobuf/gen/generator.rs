@@ -77,7 +77,6 @@ const KEEP_ZERO: &[&str] = &[
     "targetCPUUtilizationPercentage",
     "terminating",
     "terminationGracePeriodSeconds",
-    "timeoutSeconds",
     "tolerationSeconds",
     "ttlSecondsAfterFinished",
 ];
@@ -571,7 +570,8 @@ impl Generator {
             if required.contains(&json.as_str()) {
                 flags.push('r');
             }
-            if KEEP_ZERO.contains(&json.as_str()) {
+            // Status fields are written by controllers; none in the list is a pointer there.
+            if KEEP_ZERO.contains(&json.as_str()) && !name.ends_with("Status") {
                 flags.push('z');
             }
             if json == "-" {

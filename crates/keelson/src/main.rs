@@ -1,6 +1,9 @@
 //! The keelson binary: every component of the cluster behind one command line.
 
+mod client;
 mod server;
+
+use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
@@ -19,6 +22,18 @@ struct Cli {
 enum Command {
     /// Run the control plane: the Kubernetes API server and its store.
     Server(server::ServerArgs),
+    /// Run the controller manager alone, against the cluster a kubeconfig names.
+    ControllerManager {
+        #[arg(long)]
+        kubeconfig: PathBuf,
+    },
+    /// Run the scheduler alone, against the cluster a kubeconfig names.
+    Scheduler {
+        #[arg(long)]
+        kubeconfig: PathBuf,
+    },
+    /// Simulate nodes (like KWOK) for the cluster a kubeconfig names.
+    Sim(keelson_sim::SimArgs),
     /// Print the version of keelson and of the Kubernetes API it serves.
     Version,
     /// Measure keelson against its performance goals.
@@ -27,6 +42,8 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // One TLS crypto provider for every client and server in the process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("KEELSON_LOG")
@@ -45,6 +62,18 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Server(args) => runtime()?.block_on(server::run(args)),
         Command::Bench(args) => runtime()?.block_on(keelson_bench::run(args)),
+        Command::ControllerManager { kubeconfig } => runtime()?.block_on(async move {
+            let client = client::from_kubeconfig(&kubeconfig).await?;
+            keelson_controllers::run(client, keelson_controllers::Options::default()).await
+        }),
+        Command::Scheduler { kubeconfig } => runtime()?.block_on(async move {
+            let client = client::from_kubeconfig(&kubeconfig).await?;
+            keelson_scheduler::run(client, keelson_scheduler::Options::default()).await
+        }),
+        Command::Sim(args) => runtime()?.block_on(async move {
+            let client = client::from_kubeconfig(&args.kubeconfig).await?;
+            keelson_sim::run(client, args).await
+        }),
     }
 }
 

@@ -36,6 +36,12 @@ pub struct ServerArgs {
     /// Do not merge the admin kubeconfig into the user's kubeconfig.
     #[arg(long)]
     pub no_merge_kubeconfig: bool,
+    /// Do not run the controller manager in this process.
+    #[arg(long)]
+    pub disable_controllers: bool,
+    /// Do not run the scheduler in this process.
+    #[arg(long)]
+    pub disable_scheduler: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -191,8 +197,34 @@ fn display(p: &Path) -> String {
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let (api, listener, tls) = start(&args).await?;
+    let serving = tokio::spawn(keelson_apiserver::serve(api, listener, tls));
+    // The other control-plane components reach the apiserver over HTTPS, as outside programs.
+    let kubeconfig = args.data_dir.join("kubeconfig");
+    let mut components = tokio::task::JoinSet::new();
+    if !args.disable_controllers {
+        let client = crate::client::from_kubeconfig(&kubeconfig).await?;
+        components.spawn(async move {
+            (
+                "controller manager",
+                keelson_controllers::run(client, Default::default()).await,
+            )
+        });
+    }
+    if !args.disable_scheduler {
+        let client = crate::client::from_kubeconfig(&kubeconfig).await?;
+        components.spawn(async move {
+            (
+                "scheduler",
+                keelson_scheduler::run(client, Default::default()).await,
+            )
+        });
+    }
     tokio::select! {
-        r = keelson_apiserver::serve(api, listener, tls) => r.context("serving")?,
+        r = serving => r.context("the apiserver task failed")?.context("serving")?,
+        Some(Ok((name, result))) = components.join_next() => {
+            result.with_context(|| format!("the {name} stopped"))?;
+            anyhow::bail!("the {name} stopped");
+        }
         _ = tokio::signal::ctrl_c() => eprintln!("shutting down"),
     }
     Ok(())

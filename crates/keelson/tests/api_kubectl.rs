@@ -906,3 +906,712 @@ fn kill_9_during_concurrent_writes_loses_no_acknowledged_write() {
         acked.len()
     );
 }
+
+#[test]
+fn subresources_generate_name_and_terminating_namespaces() {
+    if !have_kubectl() {
+        return;
+    }
+    // The apiserver alone: controllers would rewrite the Deployment status this test writes.
+    let c = Cluster::start_with(&["--disable-controllers", "--disable-scheduler"]);
+    // explain reads the OpenAPI v3 documents, with descriptions.
+    let explain = c.ok(&["explain", "pod.spec.containers"]);
+    assert!(
+        explain.contains("FIELD: containers <[]Container>") && explain.contains("DESCRIPTION:"),
+        "{explain}"
+    );
+    assert!(
+        explain.contains("image\t<string>")
+            || explain.contains("image <string>")
+            || explain.contains("  image\t"),
+        "{explain}"
+    );
+    // generateName gets a random 5-character suffix.
+    let out = c.apply_stdin(
+        "create",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  generateName: gen-\n",
+    );
+    let name = out
+        .trim()
+        .trim_start_matches("configmap/")
+        .trim_end_matches(" created")
+        .to_string();
+    assert!(name.starts_with("gen-") && name.len() == 9, "{out}");
+    // The scale subresource drives spec.replicas; status and spec are written apart.
+    c.apply_stdin(
+        "create",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {app: d}\n  template:\n    metadata:\n      labels: {app: d}\n    spec:\n      containers:\n      - name: c\n        image: nginx\n",
+    );
+    assert!(
+        c.ok(&["scale", "deployment", "d", "--replicas=3"])
+            .contains("deployment.apps/d scaled")
+    );
+    assert_eq!(
+        c.ok(&["get", "deploy", "d", "-o", "jsonpath={.spec.replicas}"]),
+        "3"
+    );
+    let scale = json(&c.ok(&[
+        "get",
+        "--raw",
+        "/apis/apps/v1/namespaces/default/deployments/d/scale",
+    ]));
+    assert_eq!(scale["kind"], "Scale");
+    assert_eq!(scale["spec"]["replicas"], 3);
+    assert_eq!(scale["status"]["selector"], "app=d");
+    c.ok(&[
+        "patch",
+        "deploy",
+        "d",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"replicas":3,"readyReplicas":2},"spec":{"replicas":9}}"#,
+    ]);
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "deploy",
+            "d",
+            "-o",
+            "jsonpath={.status.readyReplicas} {.spec.replicas}"
+        ]),
+        "2 3"
+    );
+    c.ok(&[
+        "patch",
+        "deploy",
+        "d",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"readyReplicas":0},"spec":{"paused":true}}"#,
+    ]);
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "deploy",
+            "d",
+            "-o",
+            "jsonpath={.status.readyReplicas} {.spec.paused} {.metadata.generation}"
+        ]),
+        "2 true 3"
+    );
+    let err = c.fails(&["scale", "deployment", "d", "--replicas=-1"]);
+    assert!(err.contains("replicas"), "{err}");
+    // A namespace being deleted refuses new content with upstream's message.
+    c.ok(&["create", "namespace", "doomed"]);
+    // An object whose finalizer nobody removes keeps the namespace terminating.
+    c.apply_stdin(
+        "create",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: held\n  namespace: doomed\n  finalizers: [example.com/hold]\n",
+    );
+    c.ok(&["delete", "namespace", "doomed", "--wait=false"]);
+    assert_eq!(
+        c.ok(&["get", "ns", "doomed", "-o", "jsonpath={.status.phase}"]),
+        "Terminating"
+    );
+    let err = c.fails(&["create", "configmap", "late", "-n", "doomed"]);
+    assert!(
+        err.contains(r#"configmaps "late" is forbidden: unable to create new content in namespace doomed because it is being terminated"#),
+        "{err}"
+    );
+}
+
+#[test]
+fn events_and_autoscalers_are_one_resource_in_every_version() {
+    if !have_kubectl() {
+        return;
+    }
+    let c = Cluster::start();
+    // An events.k8s.io/v1 Event (what kube-rs recorders write) is a core/v1 Event to kubectl.
+    c.apply_stdin(
+        "create",
+        "apiVersion: events.k8s.io/v1\nkind: Event\nmetadata:\n  name: e1\neventTime: \"2026-01-01T00:00:00.000000Z\"\nreportingController: keelson.io/test\nreportingInstance: t-1\naction: Scheduling\nreason: FailedScheduling\nregarding: {kind: Pod, name: web, namespace: default}\nnote: 0/3 nodes are available\ntype: Warning\n",
+    );
+    let core = json(&c.ok(&["get", "events.v1.", "e1", "-o", "json"]));
+    assert_eq!(core["apiVersion"], "v1");
+    assert_eq!(core["message"], "0/3 nodes are available");
+    assert_eq!(core["involvedObject"]["name"], "web");
+    assert_eq!(core["reportingComponent"], "keelson.io/test");
+    let listed = c.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=web",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(listed.trim(), "event/e1");
+    let new = json(&c.ok(&["get", "events.v1.events.k8s.io", "e1", "-o", "json"]));
+    assert_eq!(new["apiVersion"], "events.k8s.io/v1");
+    assert_eq!(new["note"], "0/3 nodes are available");
+    assert_eq!(new["regarding"]["kind"], "Pod");
+    // An autoscaling/v2 HPA reads as autoscaling/v1 and back.
+    c.apply_stdin(
+        "create",
+        "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata:\n  name: h\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: d}\n  minReplicas: 1\n  maxReplicas: 4\n  metrics:\n  - type: Resource\n    resource:\n      name: cpu\n      target: {type: Utilization, averageUtilization: 70}\n",
+    );
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "horizontalpodautoscalers.v1.autoscaling",
+            "h",
+            "-o",
+            "jsonpath={.spec.targetCPUUtilizationPercentage}"
+        ]),
+        "70"
+    );
+    c.ok(&[
+        "patch",
+        "horizontalpodautoscalers.v1.autoscaling",
+        "h",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"targetCPUUtilizationPercentage":55}}"#,
+    ]);
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "horizontalpodautoscalers.v2.autoscaling",
+            "h",
+            "-o",
+            "jsonpath={.spec.metrics[0].resource.target.averageUtilization}"
+        ]),
+        "55"
+    );
+    let table = c.ok(&["get", "hpa"]);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("h ") && l.contains("Deployment/d")),
+        "{table}"
+    );
+}
+
+#[test]
+fn server_side_apply_owns_fields_and_reports_conflicts() {
+    if !have_kubectl() {
+        return;
+    }
+    let c = Cluster::start();
+    let manifest = |replicas: u32, labels: &str, extra_container: bool| {
+        let extra = if extra_container {
+            "      - name: side\n        image: busybox\n"
+        } else {
+            ""
+        };
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: ssa\n  labels: {{{labels}}}\nspec:\n  replicas: {replicas}\n  selector:\n    matchLabels: {{app: ssa}}\n  template:\n    metadata:\n      labels: {{app: ssa}}\n    spec:\n      containers:\n      - name: web\n        image: nginx:1.25\n{extra}"
+        )
+    };
+    let apply = |yaml: &str, extra: &[&str]| {
+        let mut args = vec!["apply", "--server-side", "-f", "-"];
+        args.extend_from_slice(extra);
+        c.with_stdin(&args, yaml)
+    };
+    let out = apply(&manifest(2, "a: \"1\", b: \"2\"", true), &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("deployment.apps/ssa serverside-applied")
+    );
+    let obj = json(&c.ok(&[
+        "get",
+        "deploy",
+        "ssa",
+        "-o",
+        "json",
+        "--show-managed-fields",
+    ]));
+    let mf = &obj["metadata"]["managedFields"][0];
+    assert_eq!(mf["manager"], "kubectl");
+    assert_eq!(mf["operation"], "Apply");
+    assert!(mf["fieldsV1"]["f:spec"]["f:replicas"].is_object(), "{mf}");
+    // Fields the manager stops applying are removed.
+    let out = apply(&manifest(2, "a: \"1\"", false), &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        c.ok(&["get", "deploy", "ssa", "-o", "jsonpath={.metadata.labels}"]),
+        r#"{"a":"1"}"#
+    );
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "deploy",
+            "ssa",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[*].name}"
+        ]),
+        "web"
+    );
+    // Another manager changes replicas: applying a different value conflicts, naming it.
+    c.ok(&["scale", "deploy", "ssa", "--replicas=5"]);
+    let out = apply(&manifest(3, "a: \"1\"", false), &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("Apply failed with 1 conflict: conflict with \"kubectl")
+            && err.contains(r#"with subresource "scale" using apps/v1: .spec.replicas"#),
+        "{err}"
+    );
+    let out = apply(&manifest(3, "a: \"1\"", false), &["--force-conflicts"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        c.ok(&["get", "deploy", "ssa", "-o", "jsonpath={.spec.replicas}"]),
+        "3"
+    );
+    // An object first applied client-side moves to server-side apply.
+    c.apply_stdin(
+        "apply",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: moved\ndata: {k: v}\n",
+    );
+    let out = apply(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: moved\ndata: {k: v, k2: v2}\n",
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        c.ok(&["get", "cm", "moved", "-o", "jsonpath={.data.k2}"]),
+        "v2"
+    );
+}
+
+#[test]
+fn kubectl_generators_create_what_the_seeds_use() {
+    if !have_kubectl() {
+        return;
+    }
+    let c = Cluster::start();
+    // §C.7
+    let out = c.ok(&[
+        "create",
+        "deployment",
+        "kubernetes-bootcamp",
+        "--image=gcr.io/google-samples/kubernetes-bootcamp:v1",
+    ]);
+    assert_eq!(out.trim(), "deployment.apps/kubernetes-bootcamp created");
+    let deps = c.ok(&["get", "deployments"]);
+    let header: Vec<&str> = deps.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]);
+    assert!(
+        deps.lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("kubernetes-bootcamp"),
+        "{deps}"
+    );
+    // §F.2: the key is the file name.
+    let file = c.file("file.txt", "hello\n");
+    c.ok(&[
+        "create",
+        "configmap",
+        "from-file",
+        &format!("--from-file={}", path_str(&file)),
+    ]);
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "cm",
+            "from-file",
+            "-o",
+            "jsonpath={.data.file\\.txt}"
+        ]),
+        "hello\n"
+    );
+    let envf = c.file("app.env", "A=1\nB=two\n");
+    c.ok(&[
+        "create",
+        "configmap",
+        "from-env",
+        &format!("--from-env-file={}", path_str(&envf)),
+    ]);
+    assert_eq!(
+        c.ok(&["get", "cm", "from-env", "-o", "jsonpath={.data.B}"]),
+        "two"
+    );
+    c.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "pw",
+        "--from-literal=password=hunter2",
+    ]);
+    assert_eq!(
+        c.ok(&["get", "secret", "pw", "-o", "jsonpath={.data.password}"]),
+        "aHVudGVyMg=="
+    );
+    let secrets = c.ok(&["get", "secret", "pw"]);
+    assert!(
+        secrets
+            .lines()
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .take(3)
+            .eq(["pw", "Opaque", "1"]),
+        "{secrets}"
+    );
+    // Services of each type, and expose (§D.5 at the object level).
+    c.ok(&["create", "service", "clusterip", "c1", "--tcp=8080:80"]);
+    c.ok(&["create", "service", "nodeport", "n1", "--tcp=8080:80"]);
+    c.ok(&["create", "service", "loadbalancer", "l1", "--tcp=80:8080"]);
+    let svcs = c.ok(&["get", "svc", "n1", "l1"]);
+    let n1: Vec<&str> = svcs.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(n1[1], "NodePort");
+    assert!(
+        n1[4].starts_with("8080:3") && n1[4].ends_with("/TCP"),
+        "{svcs}"
+    );
+    let l1: Vec<&str> = svcs.lines().nth(2).unwrap().split_whitespace().collect();
+    assert_eq!((l1[1], l1[3]), ("LoadBalancer", "<pending>"), "{svcs}");
+    c.ok(&[
+        "run",
+        "myweb-1st-app",
+        "--image=kubetm/p8080",
+        "--port=8080",
+    ]);
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "pod",
+            "myweb-1st-app",
+            "-o",
+            "jsonpath={.spec.containers[0].ports[0].containerPort}"
+        ]),
+        "8080"
+    );
+    c.ok(&[
+        "expose",
+        "pod",
+        "myweb-1st-app",
+        "--port=8080",
+        "--name=myweb-svc",
+        "--type=LoadBalancer",
+    ]);
+    let svc = json(&c.ok(&["get", "svc", "myweb-svc", "-o", "json"]));
+    assert_eq!(svc["spec"]["selector"]["run"], "myweb-1st-app");
+    assert!(
+        svc["spec"]["ports"][0]["nodePort"]
+            .as_u64()
+            .is_some_and(|p| (30000..=32767).contains(&p))
+    );
+    c.ok(&[
+        "expose",
+        "deployment",
+        "kubernetes-bootcamp",
+        "--type=NodePort",
+        "--port=8080",
+    ]);
+    // Jobs, cron jobs, quotas, priority classes, service accounts, autoscalers.
+    c.ok(&["create", "job", "j1", "--image=busybox", "--", "echo", "hi"]);
+    let job = json(&c.ok(&["get", "job", "j1", "-o", "json"]));
+    assert_eq!(job["spec"]["template"]["spec"]["restartPolicy"], "Never");
+    assert!(
+        job["spec"]["selector"]["matchLabels"]["batch.kubernetes.io/controller-uid"].is_string(),
+        "{job}"
+    );
+    c.ok(&[
+        "create",
+        "cronjob",
+        "cj1",
+        "--image=busybox",
+        "--schedule=*/1 * * * *",
+        "--",
+        "date",
+    ]);
+    c.ok(&["create", "quota", "q1", "--hard=pods=10"]);
+    c.ok(&["create", "priorityclass", "pc1", "--value=100"]);
+    c.ok(&["create", "serviceaccount", "sa1"]);
+    c.ok(&[
+        "autoscale",
+        "deployment",
+        "kubernetes-bootcamp",
+        "--min=1",
+        "--max=3",
+        "--cpu-percent=50",
+    ]);
+    let all = c.ok(&["get", "all"]);
+    for want in [
+        "pod/myweb-1st-app",
+        "service/myweb-svc",
+        "deployment.apps/kubernetes-bootcamp",
+        "job.batch/j1",
+        "cronjob.batch/cj1",
+        "horizontalpodautoscaler.autoscaling/kubernetes-bootcamp",
+    ] {
+        assert!(
+            all.contains(want),
+            "{want} missing from kubectl get all:\n{all}"
+        );
+    }
+}
+
+/// Columns of a kubectl table line (columns are separated by at least two spaces).
+fn columns(line: &str) -> Vec<String> {
+    line.split("  ")
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn kubectl_get_prints_upstreams_columns_for_every_kind() {
+    if !have_kubectl() {
+        return;
+    }
+    let c = Cluster::start();
+    c.ok(&["create", "namespace", "kinds"]);
+    let file = c.file("every-kind.yaml", EVERY_KIND);
+    c.ok(&["create", "-f", path_str(&file)]);
+    let cases: &[(&str, &[&str], &[&str])] = &[
+        (
+            "pods",
+            &["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
+            &["IP", "NODE", "NOMINATED NODE", "READINESS GATES"],
+        ),
+        (
+            "services",
+            &[
+                "NAME",
+                "TYPE",
+                "CLUSTER-IP",
+                "EXTERNAL-IP",
+                "PORT(S)",
+                "AGE",
+            ],
+            &["SELECTOR"],
+        ),
+        (
+            "deployments",
+            &["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
+            &["CONTAINERS", "IMAGES", "SELECTOR"],
+        ),
+        (
+            "replicasets",
+            &["NAME", "DESIRED", "CURRENT", "READY", "AGE"],
+            &["CONTAINERS", "IMAGES", "SELECTOR"],
+        ),
+        (
+            "replicationcontrollers",
+            &["NAME", "DESIRED", "CURRENT", "READY", "AGE"],
+            &["CONTAINERS", "IMAGES", "SELECTOR"],
+        ),
+        (
+            "daemonsets",
+            &[
+                "NAME",
+                "DESIRED",
+                "CURRENT",
+                "READY",
+                "UP-TO-DATE",
+                "AVAILABLE",
+                "NODE SELECTOR",
+                "AGE",
+            ],
+            &["CONTAINERS", "IMAGES", "SELECTOR"],
+        ),
+        (
+            "statefulsets",
+            &["NAME", "READY", "AGE"],
+            &["CONTAINERS", "IMAGES"],
+        ),
+        (
+            "jobs",
+            &["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"],
+            &["CONTAINERS", "IMAGES", "SELECTOR"],
+        ),
+        (
+            "cronjobs",
+            &[
+                "NAME",
+                "SCHEDULE",
+                "TIMEZONE",
+                "SUSPEND",
+                "ACTIVE",
+                "LAST SCHEDULE",
+                "AGE",
+            ],
+            &["CONTAINERS", "IMAGES", "SELECTOR"],
+        ),
+        ("endpoints", &["NAME", "ENDPOINTS", "AGE"], &[]),
+        (
+            "endpointslices",
+            &["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"],
+            &[],
+        ),
+        ("configmaps", &["NAME", "DATA", "AGE"], &[]),
+        ("secrets", &["NAME", "TYPE", "DATA", "AGE"], &[]),
+        ("serviceaccounts", &["NAME", "SECRETS", "AGE"], &[]),
+        (
+            "persistentvolumeclaims",
+            &[
+                "NAME",
+                "STATUS",
+                "VOLUME",
+                "CAPACITY",
+                "ACCESS MODES",
+                "STORAGECLASS",
+                "VOLUMEATTRIBUTESCLASS",
+                "AGE",
+            ],
+            &["VOLUMEMODE"],
+        ),
+        ("resourcequotas", &["NAME", "AGE", "REQUEST", "LIMIT"], &[]),
+        ("limitranges", &["NAME", "CREATED AT"], &[]),
+        ("leases", &["NAME", "HOLDER", "AGE"], &[]),
+        (
+            "horizontalpodautoscalers",
+            &[
+                "NAME",
+                "REFERENCE",
+                "TARGETS",
+                "MINPODS",
+                "MAXPODS",
+                "REPLICAS",
+                "AGE",
+            ],
+            &[],
+        ),
+        (
+            "controllerrevisions",
+            &["NAME", "CONTROLLER", "REVISION", "AGE"],
+            &[],
+        ),
+        (
+            "events",
+            &["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
+            &[],
+        ),
+    ];
+    for (res, normal, wide) in cases {
+        let out = c.ok(&["get", res, "-n", "kinds"]);
+        assert_eq!(
+            columns(out.lines().next().unwrap()),
+            *normal,
+            "kubectl get {res}:\n{out}"
+        );
+        if !wide.is_empty() {
+            let out = c.ok(&["get", res, "-n", "kinds", "-o", "wide"]);
+            let mut want: Vec<&str> = normal.to_vec();
+            want.extend_from_slice(wide);
+            assert_eq!(
+                columns(out.lines().next().unwrap()),
+                want,
+                "kubectl get {res} -o wide:\n{out}"
+            );
+        }
+    }
+    // Wide events interleave their extra columns, as upstream's printer does.
+    let out = c.ok(&["get", "events", "-n", "kinds", "-o", "wide"]);
+    assert_eq!(
+        columns(out.lines().next().unwrap()),
+        [
+            "LAST SEEN",
+            "TYPE",
+            "REASON",
+            "OBJECT",
+            "SUBOBJECT",
+            "SOURCE",
+            "MESSAGE",
+            "FIRST SEEN",
+            "COUNT",
+            "NAME"
+        ],
+        "{out}"
+    );
+    let cluster: &[(&str, &[&str])] = &[
+        ("nodes", &["NAME", "STATUS", "ROLES", "AGE", "VERSION"]),
+        ("namespaces", &["NAME", "STATUS", "AGE"]),
+        (
+            "persistentvolumes",
+            &[
+                "NAME",
+                "CAPACITY",
+                "ACCESS MODES",
+                "RECLAIM POLICY",
+                "STATUS",
+                "CLAIM",
+                "STORAGECLASS",
+                "VOLUMEATTRIBUTESCLASS",
+                "REASON",
+                "AGE",
+            ],
+        ),
+        (
+            "storageclasses",
+            &[
+                "NAME",
+                "PROVISIONER",
+                "RECLAIMPOLICY",
+                "VOLUMEBINDINGMODE",
+                "ALLOWVOLUMEEXPANSION",
+                "AGE",
+            ],
+        ),
+        (
+            "priorityclasses",
+            &["NAME", "VALUE", "GLOBAL-DEFAULT", "AGE", "PREEMPTIONPOLICY"],
+        ),
+    ];
+    for (res, normal) in cluster {
+        let out = c.ok(&["get", res]);
+        assert_eq!(
+            columns(out.lines().next().unwrap()),
+            *normal,
+            "kubectl get {res}:\n{out}"
+        );
+    }
+    // Rows as upstream fills them.
+    let svc = c.ok(&["get", "svc", "web", "-n", "kinds", "--no-headers"]);
+    let cols = columns(&svc);
+    assert_eq!(
+        (
+            cols[0].as_str(),
+            cols[1].as_str(),
+            cols[3].as_str(),
+            cols[4].as_str()
+        ),
+        ("web", "ClusterIP", "<none>", "8080/TCP"),
+        "{svc}"
+    );
+    let pv = columns(c.ok(&["get", "pv", "pv-a", "--no-headers"]).trim());
+    assert_eq!(&pv[..3], ["pv-a", "1Gi", "RWO"], "{pv:?}");
+    let deploy = columns(
+        c.ok(&[
+            "get",
+            "deploy",
+            "deploy",
+            "-n",
+            "kinds",
+            "-o",
+            "wide",
+            "--no-headers",
+        ])
+        .trim(),
+    );
+    assert_eq!(
+        (
+            deploy[1].as_str(),
+            deploy[5].as_str(),
+            deploy[6].as_str(),
+            deploy[7].as_str()
+        ),
+        ("0/2", "nginx", "nginx:1.10", "app=deploy"),
+        "{deploy:?}"
+    );
+}

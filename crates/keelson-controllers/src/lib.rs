@@ -1,0 +1,80 @@
+//! The controller manager: workload, garbage-collection, namespace, endpoint and node
+//! controllers, each a level-triggered kube-runtime controller talking to the apiserver.
+
+pub mod backoff;
+pub mod deployment;
+pub mod events;
+pub mod expectations;
+pub mod gc;
+pub mod informer;
+pub mod namespace;
+pub mod pod;
+pub mod replicaset;
+pub mod selector;
+pub mod serviceaccount;
+
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{Namespace, Pod, ReplicationController, ServiceAccount};
+use kube::Api;
+
+use crate::informer::Informer;
+
+/// What the controller manager runs and how.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// How long after a namespace's deletion starts its content is deleted (upstream: 5 s,
+    /// so writes racing the deletion land first and are cleaned up too).
+    pub namespace_deletion_grace: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            namespace_deletion_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Runs every controller until the process ends.
+pub async fn run(client: kube::Client, options: Options) -> anyhow::Result<()> {
+    let pods = Informer::<Pod>::new(Api::all(client.clone()));
+    let replicasets = Informer::<ReplicaSet>::new(Api::all(client.clone()));
+    let rcs = Informer::<ReplicationController>::new(Api::all(client.clone()));
+    let deployments = Informer::<Deployment>::new(Api::all(client.clone()));
+    let namespaces = Informer::<Namespace>::new(Api::all(client.clone()));
+    let accounts = Informer::<ServiceAccount>::new(Api::all(client.clone()));
+    // Controllers subscribe when built, before the informers start.
+    let controllers: Vec<BoxFuture<'static, ()>> = vec![
+        replicaset::run(client.clone(), &pods, &replicasets).boxed(),
+        replicaset::run(client.clone(), &pods, &rcs).boxed(),
+        deployment::run(client.clone(), &deployments, &replicasets).boxed(),
+        namespace::run(
+            client.clone(),
+            &namespaces,
+            options.namespace_deletion_grace,
+        )
+        .boxed(),
+        serviceaccount::run(client.clone(), &namespaces, &accounts).boxed(),
+        gc::run(client.clone()).boxed(),
+    ];
+    pods.start();
+    replicasets.start();
+    rcs.start();
+    deployments.start();
+    namespaces.start();
+    accounts.start();
+    // One waiter per store: a store's readiness signal wakes only one task.
+    pods.wait_ready().await;
+    replicasets.wait_ready().await;
+    rcs.wait_ready().await;
+    deployments.wait_ready().await;
+    namespaces.wait_ready().await;
+    accounts.wait_ready().await;
+    tracing::debug!("caches filled; starting controllers");
+    futures::future::join_all(controllers).await;
+    std::future::pending().await
+}

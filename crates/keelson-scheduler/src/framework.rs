@@ -1,0 +1,354 @@
+//! The scheduling framework: one small trait per extension point, the `Status` a plugin
+//! returns, and the per-node and per-pod data plugins read.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+
+use crate::resources::{self, Resources};
+
+/// How a plugin judged a pod (upstream's status codes, the ones this scheduler uses).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Code {
+    Success,
+    /// The pod does not fit now; preempting other pods might help.
+    Unschedulable,
+    /// The pod does not fit and preempting pods would not help.
+    UnschedulableAndUnresolvable,
+}
+
+/// A plugin's verdict with the reasons shown to users ("Insufficient memory").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    pub code: Code,
+    pub reasons: Vec<String>,
+}
+
+impl Status {
+    pub fn success() -> Status {
+        Status {
+            code: Code::Success,
+            reasons: Vec::new(),
+        }
+    }
+
+    pub fn unschedulable(reason: impl Into<String>) -> Status {
+        Status {
+            code: Code::Unschedulable,
+            reasons: vec![reason.into()],
+        }
+    }
+
+    pub fn unresolvable(reason: impl Into<String>) -> Status {
+        Status {
+            code: Code::UnschedulableAndUnresolvable,
+            reasons: vec![reason.into()],
+        }
+    }
+
+    pub fn is_success(&self) -> bool {
+        self.code == Code::Success
+    }
+}
+
+/// A host port a pod uses or asks for: (protocol, host IP, port).
+pub type HostPort = (String, String, i32);
+
+/// A pod with what plugins read of it computed once.
+#[derive(Clone, Debug)]
+pub struct PodInfo {
+    pub pod: Arc<Pod>,
+    pub requests: Resources,
+    /// Requests with upstream's non-zero defaults, for scoring.
+    pub non_zero_requests: Resources,
+    pub host_ports: Vec<HostPort>,
+}
+
+impl PodInfo {
+    pub fn new(pod: Arc<Pod>) -> PodInfo {
+        PodInfo {
+            requests: resources::pod_requests(&pod),
+            non_zero_requests: resources::pod_requests_non_zero(&pod),
+            host_ports: host_ports(&pod),
+            pod,
+        }
+    }
+
+    /// `namespace/name`.
+    pub fn key(&self) -> String {
+        pod_key(&self.pod)
+    }
+}
+
+/// `namespace/name` of a pod.
+pub fn pod_key(pod: &Pod) -> String {
+    format!(
+        "{}/{}",
+        pod.metadata.namespace.as_deref().unwrap_or("default"),
+        pod.metadata.name.as_deref().unwrap_or("")
+    )
+}
+
+/// The host ports a pod's containers ask for.
+fn host_ports(pod: &Pod) -> Vec<HostPort> {
+    let Some(spec) = &pod.spec else {
+        return Vec::new();
+    };
+    spec.containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter(|p| p.host_port.unwrap_or(0) > 0)
+        .map(|p| {
+            (
+                p.protocol.clone().unwrap_or_else(|| "TCP".into()),
+                p.host_ip
+                    .clone()
+                    .filter(|ip| !ip.is_empty())
+                    .unwrap_or_else(|| "0.0.0.0".into()),
+                p.host_port.unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+/// A node and the pods on it (bound or assumed), with their totals.
+#[derive(Clone, Debug)]
+pub struct NodeInfo {
+    pub node: Arc<Node>,
+    pub allocatable: Resources,
+    /// What the pods on the node request.
+    pub requested: Resources,
+    /// The same with upstream's non-zero defaults, for scoring.
+    pub non_zero_requested: Resources,
+    pub pods: HashMap<String, PodInfo>,
+    /// Host ports in use, with how many pods use each.
+    pub used_ports: BTreeMap<HostPort, usize>,
+}
+
+impl NodeInfo {
+    pub fn new(node: Arc<Node>) -> NodeInfo {
+        let allocatable = node
+            .status
+            .as_ref()
+            .and_then(|s| s.allocatable.as_ref())
+            .map(Resources::from_list)
+            .unwrap_or_default();
+        NodeInfo {
+            node,
+            allocatable,
+            requested: Resources::default(),
+            non_zero_requested: Resources::default(),
+            pods: HashMap::new(),
+            used_ports: BTreeMap::new(),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        self.node.metadata.name.as_deref().unwrap_or("")
+    }
+
+    /// Replaces the node object, keeping its pods.
+    pub fn set_node(&mut self, node: Arc<Node>) {
+        let fresh = NodeInfo::new(node);
+        self.node = fresh.node;
+        self.allocatable = fresh.allocatable;
+    }
+
+    /// Adds (or replaces) a pod on this node.
+    pub fn add_pod(&mut self, info: PodInfo) {
+        let key = info.key();
+        self.remove_pod(&key);
+        self.requested.add(&info.requests);
+        self.non_zero_requested.add(&info.non_zero_requests);
+        for p in &info.host_ports {
+            *self.used_ports.entry(p.clone()).or_default() += 1;
+        }
+        self.pods.insert(key, info);
+    }
+
+    /// Removes a pod from this node, if it is there.
+    pub fn remove_pod(&mut self, key: &str) -> Option<PodInfo> {
+        let info = self.pods.remove(key)?;
+        self.requested.sub(&info.requests);
+        self.non_zero_requested.sub(&info.non_zero_requests);
+        for p in &info.host_ports {
+            if let Some(n) = self.used_ports.get_mut(p) {
+                *n -= 1;
+                if *n == 0 {
+                    self.used_ports.remove(p);
+                }
+            }
+        }
+        Some(info)
+    }
+}
+
+/// PreFilter: looks at the pod once per cycle before any node is filtered; a failure makes
+/// every node fail with it.
+pub trait PreFilterPlugin: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn pre_filter(&self, pod: &PodInfo) -> Status;
+}
+
+/// Filter: whether the pod can run on one node.
+pub trait FilterPlugin: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn filter(&self, pod: &PodInfo, node: &NodeInfo) -> Status;
+}
+
+/// Score: how good one feasible node is for the pod, and (NormalizeScore) the scores of all
+/// feasible nodes brought to 0..=100.
+pub trait ScorePlugin: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn score(&self, pod: &PodInfo, node: &NodeInfo) -> i64;
+    /// NormalizeScore; scores that are already 0..=100 need nothing.
+    fn normalize(&self, _scores: &mut [i64]) {}
+}
+
+/// The highest score a node gets from one plugin.
+pub const MAX_NODE_SCORE: i64 = 100;
+
+/// Scales `scores` so the highest becomes 100 (or, with `reverse`, the highest becomes 0).
+pub fn default_normalize(scores: &mut [i64], reverse: bool) {
+    let max = scores.iter().copied().max().unwrap_or(0);
+    if max == 0 {
+        if reverse {
+            scores.iter_mut().for_each(|s| *s = MAX_NODE_SCORE);
+        }
+        return;
+    }
+    for s in scores.iter_mut() {
+        *s = MAX_NODE_SCORE * *s / max;
+        if reverse {
+            *s = MAX_NODE_SCORE - *s;
+        }
+    }
+}
+
+/// One profile's plugins, in the order they run.
+pub struct Framework {
+    pub pre_filters: Vec<Box<dyn PreFilterPlugin>>,
+    pub filters: Vec<Box<dyn FilterPlugin>>,
+    /// Score plugins with their weights.
+    pub scores: Vec<(Box<dyn ScorePlugin>, i64)>,
+}
+
+impl Framework {
+    /// Runs the PreFilter plugins; the first failure wins.
+    pub fn run_pre_filters(&self, pod: &PodInfo) -> Status {
+        for p in &self.pre_filters {
+            let s = p.pre_filter(pod);
+            if !s.is_success() {
+                return s;
+            }
+        }
+        Status::success()
+    }
+
+    /// Runs the Filter plugins on one node; the first failure wins, as upstream.
+    pub fn run_filters(&self, pod: &PodInfo, node: &NodeInfo) -> Status {
+        for p in &self.filters {
+            let s = p.filter(pod, node);
+            if !s.is_success() {
+                return s;
+            }
+        }
+        Status::success()
+    }
+
+    /// Weighted total score of each node in `nodes`, in the same order.
+    pub fn run_scores(&self, pod: &PodInfo, nodes: &[&NodeInfo]) -> Vec<i64> {
+        let mut total = vec![0; nodes.len()];
+        for (plugin, weight) in &self.scores {
+            let mut scores: Vec<i64> = nodes.iter().map(|n| plugin.score(pod, n)).collect();
+            plugin.normalize(&mut scores);
+            for (t, s) in total.iter_mut().zip(scores) {
+                *t += s * weight;
+            }
+        }
+        total
+    }
+}
+
+/// Why a pod fits on no node: the status of each node that was tried.
+#[derive(Clone, Debug, Default)]
+pub struct Diagnosis {
+    pub num_all_nodes: usize,
+    pub node_statuses: Vec<(String, Status)>,
+}
+
+impl Diagnosis {
+    /// Upstream's message: `0/3 nodes are available: 1 Insufficient memory, 2 node(s) didn't
+    /// match Pod's node affinity/selector.` followed by the preemption part.
+    pub fn message(&self, preemption: &str) -> String {
+        let head = fit_message(
+            self.num_all_nodes,
+            self.node_statuses.iter().map(|(_, s)| s),
+        );
+        if preemption.is_empty() {
+            head
+        } else {
+            format!("{head} {preemption}")
+        }
+    }
+}
+
+/// `0/N nodes are available: <count reason, ...>.` with reasons sorted as upstream sorts them.
+pub fn fit_message<'a>(num_all_nodes: usize, statuses: impl Iterator<Item = &'a Status>) -> String {
+    let mut histogram: BTreeMap<&str, usize> = BTreeMap::new();
+    for s in statuses {
+        for r in &s.reasons {
+            *histogram.entry(r.as_str()).or_default() += 1;
+        }
+    }
+    let mut reasons: Vec<String> = histogram
+        .into_iter()
+        .map(|(r, n)| format!("{n} {r}"))
+        .collect();
+    reasons.sort();
+    format!(
+        "0/{num_all_nodes} nodes are available: {}.",
+        reasons.join(", ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fit_message_counts_and_sorts_reasons() {
+        let statuses = [
+            Status::unresolvable("node(s) didn't match Pod's node affinity/selector"),
+            Status::unschedulable("Insufficient memory"),
+            Status::unresolvable("node(s) didn't match Pod's node affinity/selector"),
+        ];
+        assert_eq!(
+            fit_message(3, statuses.iter()),
+            "0/3 nodes are available: 1 Insufficient memory, 2 node(s) didn't match Pod's node affinity/selector."
+        );
+        let both = Status {
+            code: Code::Unschedulable,
+            reasons: vec!["Insufficient cpu".into(), "Insufficient memory".into()],
+        };
+        assert_eq!(
+            fit_message(1, [both].iter()),
+            "0/1 nodes are available: 1 Insufficient cpu, 1 Insufficient memory."
+        );
+    }
+
+    #[test]
+    fn normalize_scales_to_max() {
+        let mut s = vec![0, 5, 10];
+        default_normalize(&mut s, false);
+        assert_eq!(s, vec![0, 50, 100]);
+        let mut s = vec![0, 5, 10];
+        default_normalize(&mut s, true);
+        assert_eq!(s, vec![100, 50, 0]);
+        let mut s = vec![0, 0];
+        default_normalize(&mut s, true);
+        assert_eq!(s, vec![100, 100]);
+    }
+}

@@ -1,0 +1,333 @@
+//! One scheduling cycle, computed without IO: filter the nodes (a share of them on big
+//! clusters, as upstream), score the feasible ones, pick the best; or explain why none fits.
+
+use crate::cache::Cache;
+use crate::framework::{Code, Diagnosis, Framework, PodInfo, Status, fit_message};
+
+/// Upstream's message when the cluster has no nodes at all.
+pub const NO_NODES: &str = "no nodes available to schedule pods";
+
+/// The outcome of a cycle that found no node.
+#[derive(Clone, Debug)]
+pub struct FitError {
+    pub diagnosis: Diagnosis,
+    /// The full message for the pod condition and the FailedScheduling event.
+    pub message: String,
+}
+
+/// How many feasible nodes a cycle looks for before it stops filtering (upstream's adaptive
+/// `percentageOfNodesToScore`).
+pub fn num_feasible_nodes_to_find(num_all_nodes: usize) -> usize {
+    const MIN_NODES: usize = 100;
+    if num_all_nodes < MIN_NODES {
+        return num_all_nodes;
+    }
+    let percentage = 50usize.saturating_sub(num_all_nodes / 125).max(5);
+    (num_all_nodes * percentage / 100).max(MIN_NODES)
+}
+
+/// A small xorshift generator for breaking ties between equally good nodes.
+#[derive(Clone, Debug)]
+pub struct TieBreaker(u64);
+
+impl Default for TieBreaker {
+    fn default() -> Self {
+        TieBreaker(0x9E37_79B9_7F4A_7C15)
+    }
+}
+
+impl TieBreaker {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+}
+
+/// Finds a node for `pod`, or the reasons no node fits.
+pub fn schedule(
+    fw: &Framework,
+    cache: &mut Cache,
+    pod: &PodInfo,
+    ties: &mut TieBreaker,
+) -> Result<String, FitError> {
+    let n = cache.num_nodes();
+    if n == 0 {
+        return Err(FitError {
+            diagnosis: Diagnosis::default(),
+            message: NO_NODES.to_string(),
+        });
+    }
+    let pre = fw.run_pre_filters(pod);
+    if !pre.is_success() {
+        let diagnosis = Diagnosis {
+            num_all_nodes: n,
+            node_statuses: cache
+                .order()
+                .iter()
+                .map(|name| (name.clone(), pre.clone()))
+                .collect(),
+        };
+        return Err(fit_error(cache, pod, diagnosis));
+    }
+    let want = num_feasible_nodes_to_find(n);
+    let start = cache.next_start % n;
+    let mut feasible: Vec<&str> = Vec::new();
+    let mut failed: Vec<(String, Status)> = Vec::new();
+    let mut processed = 0;
+    for i in 0..n {
+        processed = i + 1;
+        let name = &cache.order()[(start + i) % n];
+        let Some(info) = cache.node(name) else {
+            continue;
+        };
+        let s = fw.run_filters(pod, info);
+        if s.is_success() {
+            feasible.push(name);
+            if feasible.len() >= want {
+                break;
+            }
+        } else {
+            failed.push((name.clone(), s));
+        }
+    }
+    let chosen = match feasible.len() {
+        0 => None,
+        1 => Some(feasible[0].to_string()),
+        _ => {
+            let infos: Vec<_> = feasible.iter().filter_map(|f| cache.node(f)).collect();
+            let scores = fw.run_scores(pod, &infos);
+            Some(pick(&feasible, &scores, ties))
+        }
+    };
+    cache.next_start = (start + processed) % n;
+    match chosen {
+        Some(node) => Ok(node),
+        None => {
+            let diagnosis = Diagnosis {
+                num_all_nodes: n,
+                node_statuses: failed,
+            };
+            Err(fit_error(cache, pod, diagnosis))
+        }
+    }
+}
+
+/// The highest-scoring node; equal scores are broken at random (reservoir sampling).
+fn pick(names: &[&str], scores: &[i64], ties: &mut TieBreaker) -> String {
+    let mut best = 0;
+    let mut seen = 0u64;
+    for (i, s) in scores.iter().enumerate() {
+        if *s > scores[best] {
+            best = i;
+            seen = 1;
+        } else if *s == scores[best] {
+            seen += 1;
+            if ties.next().is_multiple_of(seen) {
+                best = i;
+            }
+        }
+    }
+    names[best].to_string()
+}
+
+fn fit_error(cache: &Cache, pod: &PodInfo, diagnosis: Diagnosis) -> FitError {
+    let preemption = preemption_message(cache, pod, &diagnosis);
+    FitError {
+        message: diagnosis.message(&preemption),
+        diagnosis,
+    }
+}
+
+/// What upstream's DefaultPreemption would report for a pod no node takes. Preemption
+/// itself is not implemented: a node where evicting lower-priority pods would make room
+/// reports that no victims were found.
+pub fn preemption_message(cache: &Cache, pod: &PodInfo, diagnosis: &Diagnosis) -> String {
+    let spec = pod.pod.spec.as_ref();
+    if spec.and_then(|s| s.preemption_policy.as_deref()) == Some("Never") {
+        return "preemption: not eligible due to preemptionPolicy=Never.".to_string();
+    }
+    let priority = spec.and_then(|s| s.priority).unwrap_or(0);
+    let statuses: Vec<Status> = diagnosis
+        .node_statuses
+        .iter()
+        .map(|(name, s)| {
+            if s.code == Code::UnschedulableAndUnresolvable {
+                return Status::unresolvable("Preemption is not helpful for scheduling");
+            }
+            let has_victims = cache.node(name).is_some_and(|n| {
+                n.pods.values().any(|p| {
+                    p.pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0) < priority
+                })
+            });
+            if has_victims {
+                tracing::debug!(node = %name, "preemption would be possible but is not implemented");
+            }
+            Status::unresolvable("No preemption victims found for incoming pod")
+        })
+        .collect();
+    format!(
+        "preemption: {}",
+        fit_message(diagnosis.num_all_nodes, statuses.iter())
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::plugins::default_framework;
+
+    fn node(name: &str, memory: &str, labels: Value) -> Arc<k8s_openapi::api::core::v1::Node> {
+        Arc::new(
+            serde_json::from_value(json!({"metadata": {"name": name, "labels": labels},
+                "status": {"allocatable": {"cpu": "4", "memory": memory, "pods": "110"}}}))
+            .expect("node"),
+        )
+    }
+
+    fn pod(spec: Value) -> PodInfo {
+        let mut spec = spec;
+        spec["containers"] = json!([{"name": "c", "resources": {"requests":
+            spec.get("memory").cloned().map(|m| json!({"memory": m})).unwrap_or(json!({}))}}]);
+        if let Some(o) = spec.as_object_mut() {
+            o.remove("memory");
+        }
+        PodInfo::new(Arc::new(
+            serde_json::from_value(
+                json!({"metadata": {"name": "p", "namespace": "default"}, "spec": spec}),
+            )
+            .expect("pod"),
+        ))
+    }
+
+    fn cluster(nodes: &[(&str, &str, Value)]) -> Cache {
+        let mut c = Cache::default();
+        for (name, mem, labels) in nodes {
+            c.add_or_update_node(node(name, mem, labels.clone()));
+        }
+        c
+    }
+
+    fn check(cache: &mut Cache, spec: Value, want: Result<&str, &str>) {
+        let got = schedule(
+            &default_framework(),
+            cache,
+            &pod(spec.clone()),
+            &mut TieBreaker::default(),
+        );
+        match (got, want) {
+            (Ok(n), Ok(w)) => assert_eq!(n, w, "{spec}"),
+            (Err(e), Err(w)) => assert_eq!(e.message, w, "{spec}"),
+            (got, want) => panic!("{spec}: got {got:?}, want {want:?}"),
+        }
+    }
+
+    #[test]
+    fn places_or_explains() {
+        let three = || {
+            cluster(&[
+                ("a", "2Gi", json!({"zone": "x"})),
+                ("b", "8Gi", json!({"zone": "y"})),
+                ("c", "8Gi", json!({"zone": "y"})),
+            ])
+        };
+        check(
+            &mut three(),
+            json!({"nodeSelector": {"zone": "x"}}),
+            Ok("a"),
+        );
+        check(
+            &mut three(),
+            json!({"nodeSelector": {"zone": "x"}, "memory": "4Gi"}),
+            Err(
+                "0/3 nodes are available: 1 Insufficient memory, 2 node(s) didn't match Pod's node affinity/selector. preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling.",
+            ),
+        );
+        check(
+            &mut three(),
+            json!({"memory": "16Gi"}),
+            Err(
+                "0/3 nodes are available: 3 Insufficient memory. preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling.",
+            ),
+        );
+        check(
+            &mut three(),
+            json!({"nodeSelector": {"zone": "none"}}),
+            Err(
+                "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector. preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling.",
+            ),
+        );
+        check(
+            &mut three(),
+            json!({"nodeSelector": {"zone": "x"}, "memory": "3Gi", "preemptionPolicy": "Never"}),
+            Err(
+                "0/3 nodes are available: 1 Insufficient memory, 2 node(s) didn't match Pod's node affinity/selector. preemption: not eligible due to preemptionPolicy=Never.",
+            ),
+        );
+        check(&mut Cache::default(), json!({}), Err(NO_NODES));
+    }
+
+    #[test]
+    fn a_full_node_is_skipped_and_resolvable_shortage_reports_no_victims() {
+        let mut c = cluster(&[("a", "4Gi", json!({})), ("b", "4Gi", json!({}))]);
+        let fw = default_framework();
+        let mut ties = TieBreaker::default();
+        let first = schedule(&fw, &mut c, &pod(json!({"memory": "3Gi"})), &mut ties).expect("fits");
+        c.assume(pod(json!({"memory": "3Gi"})), &first);
+        let mut second = pod(json!({"memory": "3Gi"}));
+        let mut p = (*second.pod).clone();
+        p.metadata.name = Some("q".into());
+        second = PodInfo::new(Arc::new(p));
+        let other = schedule(&fw, &mut c, &second, &mut ties).expect("fits on the other node");
+        assert_ne!(first, other, "the scheduler picks the node with room");
+        c.assume(second, &other);
+        let err =
+            schedule(&fw, &mut c, &pod(json!({"memory": "2Gi"})), &mut ties).expect_err("full");
+        assert_eq!(
+            err.message,
+            "0/2 nodes are available: 2 Insufficient memory. preemption: 0/2 nodes are available: 2 No preemption victims found for incoming pod."
+        );
+    }
+
+    #[test]
+    fn least_allocated_spreads_pods() {
+        let mut c = cluster(&[("a", "8Gi", json!({})), ("b", "8Gi", json!({}))]);
+        let fw = default_framework();
+        let mut ties = TieBreaker::default();
+        for i in 0..4 {
+            let mut p = (*pod(json!({"memory": "1Gi"})).pod).clone();
+            p.metadata.name = Some(format!("p{i}"));
+            let info = PodInfo::new(Arc::new(p));
+            let n = schedule(&fw, &mut c, &info, &mut ties).expect("fits");
+            c.assume(info, &n);
+        }
+        let counts: Vec<usize> = ["a", "b"]
+            .iter()
+            .map(|n| c.node(n).map_or(0, |i| i.pods.len()))
+            .collect();
+        assert_eq!(counts, vec![2, 2]);
+    }
+
+    #[test]
+    fn feasible_nodes_to_find() {
+        for (all, want) in [
+            (0, 0),
+            (10, 10),
+            (99, 99),
+            (100, 100),
+            (1000, 420),
+            (5000, 500),
+            (6000, 300),
+            (100_000, 5000),
+        ] {
+            assert_eq!(num_feasible_nodes_to_find(all), want, "{all}");
+        }
+    }
+}
