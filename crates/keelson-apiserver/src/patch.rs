@@ -66,33 +66,6 @@ fn parse(patch: &Bytes, ct: &str) -> Result<Value> {
         .map_err(|e| ApiError::bad_request(format!("error decoding patch: {}", e.message)))
 }
 
-/// The merge key of a list field, by the field's name and its parent's path, from the API
-/// reference's `patchMergeKey` (lists without one are replaced whole).
-fn merge_key(field: &str, items: &[Value]) -> Option<&'static str> {
-    Some(match field {
-        "containers"
-        | "initContainers"
-        | "ephemeralContainers"
-        | "volumes"
-        | "env"
-        | "imagePullSecrets" => "name",
-        "volumeMounts" => "mountPath",
-        "volumeDevices" => "devicePath",
-        "hostAliases" => "ip",
-        "conditions" => "type",
-        "ownerReferences" => "uid",
-        "ports" => {
-            if items.iter().any(|i| i.get("containerPort").is_some()) {
-                "containerPort"
-            } else {
-                "port"
-            }
-        }
-        "resourceClaims" => "name",
-        _ => return None,
-    })
-}
-
 /// Primitive lists that upstream merges as sets.
 fn merges_primitives(field: &str) -> bool {
     matches!(field, "finalizers")
@@ -152,7 +125,7 @@ pub fn strategic_merge(target: &mut Value, patch: &Value, field: &str) -> Result
             }
             (Some(Value::Array(cur)), Value::Array(items)) => {
                 if let Some(key) =
-                    merge_key(k, items).filter(|_| items.iter().all(Value::is_object))
+                    crate::fields::list_key(k, items).filter(|_| items.iter().all(Value::is_object))
                 {
                     merge_list(cur, items, key, k)?;
                     if let Some(Value::Array(order)) = p.get(&format!("$setElementOrder/{k}")) {

@@ -28,6 +28,14 @@ fn quota_kind() -> Option<&'static Kind> {
     keelson_kinds::lookup("", "v1", "resourcequotas")
 }
 
+/// The object at a JSON pointer (empty if absent).
+fn object_at(v: &Value, pointer: &str) -> Map<String, Value> {
+    v.pointer(pointer)
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default()
+}
+
 fn milli(v: Option<&Value>) -> Milli {
     match v {
         Some(Value::String(s)) => quantity::parse(s).unwrap_or(0),
@@ -280,12 +288,7 @@ pub async fn admit(api: &Api, kind: &Kind, obj: &Value, dry_run: bool) -> Result
                 continue;
             }
             let qname = meta::name(&q.value).unwrap_or("").to_string();
-            let hard = q
-                .value
-                .pointer("/spec/hard")
-                .and_then(Value::as_object)
-                .cloned()
-                .unwrap_or_default();
+            let hard = object_at(&q.value, "/spec/hard");
             if kind.kind == "Pod" && kind.group.is_empty() {
                 let missing = must_specify(&hard, obj);
                 if !missing.is_empty() {
@@ -303,24 +306,14 @@ pub async fn admit(api: &Api, kind: &Kind, obj: &Value, dry_run: bool) -> Result
             if constrained.is_empty() {
                 continue;
             }
-            let mut used = q
-                .value
-                .pointer("/status/used")
-                .and_then(Value::as_object)
-                .cloned()
-                .unwrap_or_default();
+            let mut used = object_at(&q.value, "/status/used");
             if constrained.iter().any(|(r, _)| !used.contains_key(*r)) {
                 recalculate(api, &ns).await;
                 used = match quota_kind()
                     .and_then(|k| api.cache.resource(k))
                     .and_then(|c| c.get(&q.key))
                 {
-                    Some(fresh) => fresh
-                        .value
-                        .pointer("/status/used")
-                        .and_then(Value::as_object)
-                        .cloned()
-                        .unwrap_or_default(),
+                    Some(fresh) => object_at(&fresh.value, "/status/used"),
                     None => used,
                 };
             }
@@ -377,11 +370,7 @@ pub async fn admit(api: &Api, kind: &Kind, obj: &Value, dry_run: bool) -> Result
 async fn charge(api: &Api, charges: &[Charge]) -> std::result::Result<(), StoreError> {
     for (q, add) in charges {
         let mut next = q.value.clone();
-        let used = next
-            .pointer("/status/used")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
+        let used = object_at(&next, "/status/used");
         let mut used: BTreeMap<String, Milli> = used
             .iter()
             .map(|(k, v)| (k.clone(), milli(Some(v))))
@@ -437,12 +426,7 @@ pub async fn recalculate(api: &Api, namespace: &str) {
     for _ in 0..8 {
         let mut conflict = false;
         for q in quotas(api, namespace) {
-            let hard = q
-                .value
-                .pointer("/spec/hard")
-                .and_then(Value::as_object)
-                .cloned()
-                .unwrap_or_default();
+            let hard = object_at(&q.value, "/spec/hard");
             let mut used: BTreeMap<String, Milli> = hard.keys().map(|k| (k.clone(), 0)).collect();
             // Each stored resource once: kinds stored as another kind are skipped.
             let counted = keelson_kinds::ALL.iter().filter(|k| {

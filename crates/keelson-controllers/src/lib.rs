@@ -3,10 +3,12 @@
 
 pub mod backoff;
 pub mod deployment;
+pub mod endpoints;
 pub mod events;
 pub mod expectations;
 pub mod gc;
 pub mod informer;
+pub mod job;
 pub mod namespace;
 pub mod pod;
 pub mod replicaset;
@@ -18,7 +20,11 @@ use std::time::Duration;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{Namespace, Pod, ReplicationController, ServiceAccount};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{
+    Endpoints, Namespace, Pod, ReplicationController, Service, ServiceAccount,
+};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
 
 use crate::informer::Informer;
@@ -29,12 +35,16 @@ pub struct Options {
     /// How long after a namespace's deletion starts its content is deleted (upstream: 5 s,
     /// so writes racing the deletion land first and are cleaned up too).
     pub namespace_deletion_grace: Duration,
+    /// The delay before a Job retries its first failed pod, doubling per failure up to six
+    /// minutes (upstream: 10 s).
+    pub job_backoff_base: Duration,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             namespace_deletion_grace: Duration::from_secs(5),
+            job_backoff_base: Duration::from_secs(10),
         }
     }
 }
@@ -47,6 +57,10 @@ pub async fn run(client: kube::Client, options: Options) -> anyhow::Result<()> {
     let deployments = Informer::<Deployment>::new(Api::all(client.clone()));
     let namespaces = Informer::<Namespace>::new(Api::all(client.clone()));
     let accounts = Informer::<ServiceAccount>::new(Api::all(client.clone()));
+    let jobs = Informer::<Job>::new(Api::all(client.clone()));
+    let services = Informer::<Service>::new(Api::all(client.clone()));
+    let endpoints = Informer::<Endpoints>::new(Api::all(client.clone()));
+    let slices = Informer::<EndpointSlice>::new(Api::all(client.clone()));
     // Controllers subscribe when built, before the informers start.
     let controllers: Vec<BoxFuture<'static, ()>> = vec![
         replicaset::run(client.clone(), &pods, &replicasets).boxed(),
@@ -59,6 +73,8 @@ pub async fn run(client: kube::Client, options: Options) -> anyhow::Result<()> {
         )
         .boxed(),
         serviceaccount::run(client.clone(), &namespaces, &accounts).boxed(),
+        endpoints::run(client.clone(), &services, &pods, &endpoints, &slices).boxed(),
+        job::run(client.clone(), &jobs, &pods, options.job_backoff_base).boxed(),
         gc::run(client.clone()).boxed(),
     ];
     pods.start();
@@ -67,6 +83,10 @@ pub async fn run(client: kube::Client, options: Options) -> anyhow::Result<()> {
     deployments.start();
     namespaces.start();
     accounts.start();
+    jobs.start();
+    services.start();
+    endpoints.start();
+    slices.start();
     // One waiter per store: a store's readiness signal wakes only one task.
     pods.wait_ready().await;
     replicasets.wait_ready().await;
@@ -74,6 +94,10 @@ pub async fn run(client: kube::Client, options: Options) -> anyhow::Result<()> {
     deployments.wait_ready().await;
     namespaces.wait_ready().await;
     accounts.wait_ready().await;
+    jobs.wait_ready().await;
+    services.wait_ready().await;
+    endpoints.wait_ready().await;
+    slices.wait_ready().await;
     tracing::debug!("caches filled; starting controllers");
     futures::future::join_all(controllers).await;
     std::future::pending().await

@@ -1615,3 +1615,94 @@ fn kubectl_get_prints_upstreams_columns_for_every_kind() {
         "{deploy:?}"
     );
 }
+
+#[test]
+fn kubectl_fidelity_odds_and_ends() {
+    if !have_kubectl() {
+        return;
+    }
+    let c = Cluster::start_with(&["--disable-controllers", "--disable-scheduler"]);
+    // explain --recursive walks the schema.
+    let rec = c.ok(&["explain", "deploy", "--recursive"]);
+    assert!(
+        rec.contains("GROUP:      apps") && rec.contains("maxUnavailable\t<IntOrString>"),
+        "{}",
+        &rec[..rec.len().min(600)]
+    );
+    // --sort-by, custom columns, --no-headers.
+    for (name, n) in [("b", "2"), ("a", "3"), ("c", "1")] {
+        c.ok(&[
+            "create",
+            "configmap",
+            name,
+            &format!("--from-literal=n={n}"),
+        ]);
+    }
+    let sorted = c.ok(&[
+        "get",
+        "cm",
+        "--sort-by=.data.n",
+        "-o",
+        "custom-columns=NAME:.metadata.name,N:.data.n",
+        "--no-headers",
+    ]);
+    let rows: Vec<Vec<&str>> = sorted
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows, [["c", "1"], ["b", "2"], ["a", "3"]], "{sorted}");
+    // Warn: unknown fields are dropped and reported as warnings.
+    let out = c.with_stdin(
+        &["create", "--validate=warn", "-f", "-"],
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: warned\n  bogus: 1\ndata: {a: b}\n",
+    );
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(r#"Warning: unknown field "metadata.bogus""#),
+        "{err}"
+    );
+    // One bad object in a file of many: the others are applied, the bad one named.
+    let mut docs: Vec<String> = (0..20)
+        .map(|i| format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: many-{i}\ndata: {{i: \"{i}\"}}\n"))
+        .collect();
+    docs[7] = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: Many_7\n".into();
+    let out = c.with_stdin(&["apply", "-f", "-"], &docs.join("---\n"));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(r#"ConfigMap "Many_7" is invalid"#), "{err}");
+    let names = c.ok(&["get", "cm", "-o", "name"]);
+    assert_eq!(
+        names
+            .lines()
+            .filter(|l| l.starts_with("configmap/many-"))
+            .count(),
+        19,
+        "{names}"
+    );
+    // kubectl proxy serves the API without credentials on localhost (§A.2).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut proxy = c
+        .kubectl_cmd(&["proxy", &format!("--port={port}")])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let body = common::eventually(10, || {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        use std::io::{Read, Write};
+        s.write_all(
+            b"GET /api/v1/namespaces/default/configmaps/a HTTP/1.0\r\nHost: localhost\r\n\r\n",
+        )
+        .ok()?;
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).ok()?;
+        resp.contains("200 OK").then_some(resp)
+    });
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+    assert!(body.contains(r#""name":"a""#), "{body}");
+}
