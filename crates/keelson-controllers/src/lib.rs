@@ -2,6 +2,9 @@
 //! controllers, each a level-triggered kube-runtime controller talking to the apiserver.
 
 pub mod backoff;
+pub mod clock;
+pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod events;
@@ -19,10 +22,10 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{
-    Endpoints, Namespace, Pod, ReplicationController, Service, ServiceAccount,
+    Endpoints, Namespace, Node, Pod, ReplicationController, Service, ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
@@ -38,6 +41,8 @@ pub struct Options {
     /// The delay before a Job retries its first failed pod, doubling per failure up to six
     /// minutes (upstream: 10 s).
     pub job_backoff_base: Duration,
+    /// The time CronJobs are scheduled by (real time by default; tests drive their own).
+    pub clock: clock::Clock,
 }
 
 impl Default for Options {
@@ -45,6 +50,7 @@ impl Default for Options {
         Options {
             namespace_deletion_grace: Duration::from_secs(5),
             job_backoff_base: Duration::from_secs(10),
+            clock: clock::Clock::real(),
         }
     }
 }
@@ -57,7 +63,11 @@ pub async fn run(client: kube::Client, options: Options) -> anyhow::Result<()> {
     let deployments = Informer::<Deployment>::new(Api::all(client.clone()));
     let namespaces = Informer::<Namespace>::new(Api::all(client.clone()));
     let accounts = Informer::<ServiceAccount>::new(Api::all(client.clone()));
+    let daemonsets = Informer::<DaemonSet>::new(Api::all(client.clone()));
+    let nodes = Informer::<Node>::new(Api::all(client.clone()));
+    let revisions = Informer::<ControllerRevision>::new(Api::all(client.clone()));
     let jobs = Informer::<Job>::new(Api::all(client.clone()));
+    let cronjobs = Informer::<CronJob>::new(Api::all(client.clone()));
     let services = Informer::<Service>::new(Api::all(client.clone()));
     let endpoints = Informer::<Endpoints>::new(Api::all(client.clone()));
     let slices = Informer::<EndpointSlice>::new(Api::all(client.clone()));
@@ -74,7 +84,9 @@ pub async fn run(client: kube::Client, options: Options) -> anyhow::Result<()> {
         .boxed(),
         serviceaccount::run(client.clone(), &namespaces, &accounts).boxed(),
         endpoints::run(client.clone(), &services, &pods, &endpoints, &slices).boxed(),
+        daemonset::run(client.clone(), &daemonsets, &pods, &nodes, &revisions).boxed(),
         job::run(client.clone(), &jobs, &pods, options.job_backoff_base).boxed(),
+        cronjob::run(client.clone(), &cronjobs, &jobs, options.clock.clone()).boxed(),
         gc::run(client.clone()).boxed(),
     ];
     pods.start();
@@ -83,7 +95,11 @@ pub async fn run(client: kube::Client, options: Options) -> anyhow::Result<()> {
     deployments.start();
     namespaces.start();
     accounts.start();
+    daemonsets.start();
+    nodes.start();
+    revisions.start();
     jobs.start();
+    cronjobs.start();
     services.start();
     endpoints.start();
     slices.start();
@@ -94,7 +110,11 @@ pub async fn run(client: kube::Client, options: Options) -> anyhow::Result<()> {
     deployments.wait_ready().await;
     namespaces.wait_ready().await;
     accounts.wait_ready().await;
+    daemonsets.wait_ready().await;
+    nodes.wait_ready().await;
+    revisions.wait_ready().await;
     jobs.wait_ready().await;
+    cronjobs.wait_ready().await;
     services.wait_ready().await;
     endpoints.wait_ready().await;
     slices.wait_ready().await;

@@ -383,3 +383,283 @@ fn jobs_complete_and_exhaust_their_backoff_limit() {
     let events = c.ok(&["describe", "job", "flaky"]);
     assert!(events.contains("SuccessfulCreate"), "{events}");
 }
+
+fn node(name: &str, taint: bool) -> String {
+    let spec = if taint {
+        "spec:\n  taints:\n  - {key: dedicated, value: gpu, effect: NoSchedule}"
+    } else {
+        "spec: {}"
+    };
+    format!("apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\n{spec}\n---\n")
+}
+
+const DAEMONSET: &str = "apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: fluentd
+spec:
+  selector:
+    matchLabels: {app: fluentd}
+  template:
+    metadata:
+      labels: {app: fluentd}
+    spec:
+      containers:
+      - name: fluentd
+        image: fluentd:v1
+";
+
+/// Live daemon pods: (name, node they are pinned to, phase).
+fn daemon_pods(c: &Cluster) -> Vec<(String, String, String)> {
+    let out = jsonpath(
+        c,
+        &["get", "pods", "-l", "app=fluentd"],
+        r#"{range .items[*]}{.metadata.name} {.spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchFields[0].values[0]} {.status.phase} {.metadata.deletionTimestamp}{"\n"}{end}"#,
+    );
+    let mut pods: Vec<(String, String, String)> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|f| f.len() == 3)
+        .map(|f| (f[0].to_string(), f[1].to_string(), f[2].to_string()))
+        .collect();
+    pods.sort_by(|a, b| a.1.cmp(&b.1));
+    pods
+}
+
+#[track_caller]
+fn wait_daemon_nodes(c: &Cluster, nodes: &[&str]) {
+    let mut last = Vec::new();
+    let ok = (0..100).any(|_| {
+        last = daemon_pods(c);
+        let got: Vec<&str> = last.iter().map(|p| p.1.as_str()).collect();
+        if got == nodes {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        false
+    });
+    assert!(
+        ok,
+        "wanted daemon pods on {nodes:?}, have {last:?}\n{}",
+        c.log()
+    );
+}
+
+#[test]
+fn daemonsets_place_one_pod_per_node_and_roll_out() {
+    if !have_kubectl() {
+        return;
+    }
+    let c = Cluster::start();
+    c.apply_stdin("create", &(node("node-1", false) + &node("node-2", false)));
+    c.apply_stdin("create", DAEMONSET);
+    wait_daemon_nodes(&c, &["node-1", "node-2"]);
+    let tolerations = jsonpath(
+        &c,
+        &["get", "pods", "-l", "app=fluentd"],
+        "{.items[0].spec.tolerations[*].key}",
+    );
+    assert!(
+        tolerations.contains("node.kubernetes.io/not-ready"),
+        "{tolerations}"
+    );
+    // Nodes that join later get a pod, unless a taint keeps it away.
+    c.apply_stdin("create", &(node("node-3", false) + &node("node-4", true)));
+    wait_daemon_nodes(&c, &["node-1", "node-2", "node-3"]);
+    let status = jsonpath(
+        &c,
+        &["get", "ds", "fluentd"],
+        "{.status.desiredNumberScheduled} {.status.currentNumberScheduled}",
+    );
+    assert_eq!(status, "3 3");
+
+    // A rolling update, one node at a time, with this test playing the nodes.
+    let ready = |c: &Cluster| {
+        for (name, _, phase) in daemon_pods(c) {
+            if phase == "Pending" {
+                c.kubectl(&[
+                    "patch",
+                    "pod",
+                    &name,
+                    "--subresource=status",
+                    "--type=merge",
+                    "-p",
+                    r#"{"status":{"phase":"Running","conditions":[{"type":"Ready","status":"True"}]}}"#,
+                ]);
+            }
+        }
+    };
+    ready(&c);
+    c.ok(&["rollout", "status", "ds/fluentd", "--timeout=10s"]);
+    c.ok(&["set", "image", "ds/fluentd", "fluentd=fluentd:v2"]);
+    eventually(30, || {
+        ready(&c);
+        c.kubectl(&["rollout", "status", "ds/fluentd", "--timeout=1s"])
+            .status
+            .success()
+            .then_some(())
+    });
+    let images = jsonpath(
+        &c,
+        &["get", "pods", "-l", "app=fluentd"],
+        r#"{range .items[*]}{.metadata.deletionTimestamp}{.spec.containers[0].image}{" "}{end}"#,
+    );
+    let live: Vec<&str> = images
+        .split_whitespace()
+        .filter(|i| i.starts_with("fluentd"))
+        .collect();
+    assert_eq!(live, ["fluentd:v2"; 3], "{images}");
+    let history = c.ok(&["rollout", "history", "ds/fluentd"]);
+    let revisions: Vec<&str> = history
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| w.parse::<u32>().is_ok())
+        .collect();
+    assert_eq!(revisions, ["1", "2"], "{history}");
+    c.ok(&["rollout", "undo", "ds/fluentd"]);
+    let image = jsonpath(
+        &c,
+        &["get", "ds", "fluentd"],
+        "{.spec.template.spec.containers[0].image}",
+    );
+    assert_eq!(image, "fluentd:v1");
+}
+
+const CRONJOB: &str = "apiVersion: batch/v1
+kind: CronJob
+metadata:
+  name: tick
+spec:
+  schedule: '*/1 * * * *'
+  concurrencyPolicy: Forbid
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: Never
+          containers:
+          - name: tick
+            image: busybox
+";
+
+/// Live Jobs: (name, condition type or `-`), sorted by name.
+fn cron_jobs(c: &Cluster) -> Vec<(String, String)> {
+    let out = jsonpath(
+        c,
+        &["get", "jobs"],
+        r#"{range .items[*]}{.metadata.name} {.status.conditions[-1:].type}- {.metadata.deletionTimestamp}{"\n"}{end}"#,
+    );
+    let mut jobs: Vec<(String, String)> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|f| f.len() == 2)
+        .map(|f| (f[0].to_string(), f[1].trim_end_matches('-').to_string()))
+        .collect();
+    jobs.sort();
+    jobs
+}
+
+#[track_caller]
+fn wait_cron_jobs(c: &Cluster, want: &[&str]) -> Vec<(String, String)> {
+    let mut last = Vec::new();
+    let ok = (0..100).any(|_| {
+        last = cron_jobs(c);
+        let states: Vec<&str> = last.iter().map(|j| j.1.as_str()).collect();
+        if states == want {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        false
+    });
+    assert!(
+        ok,
+        "wanted jobs in states {want:?}, have {last:?}\n{}",
+        c.log()
+    );
+    last
+}
+
+/// The controller manager on its own, in this process, on a clock the test drives.
+fn controller_manager(
+    c: &Cluster,
+) -> (
+    tokio::runtime::Runtime,
+    keelson_controllers::clock::ClockDriver,
+) {
+    let (clock, driver) = keelson_controllers::clock::Clock::driven();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let path = c.kubeconfig.clone();
+    rt.spawn(async move {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let kc = kube::config::Kubeconfig::read_from(&path).expect("kubeconfig");
+        let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .expect("config");
+        let client = kube::Client::try_from(config).expect("client");
+        let options = keelson_controllers::Options {
+            clock,
+            ..Default::default()
+        };
+        if let Err(e) = keelson_controllers::run(client, options).await {
+            eprintln!("controller manager stopped: {e}");
+        }
+    });
+    (rt, driver)
+}
+
+#[test]
+fn cronjobs_run_on_a_driven_clock_by_their_concurrency_policy() {
+    if !have_kubectl() {
+        return;
+    }
+    let c = Cluster::start_with(&["--disable-controllers"]);
+    let (_rt, clock) = controller_manager(&c);
+    let minute = std::time::Duration::from_secs(60);
+    c.apply_stdin("create", CRONJOB);
+    // A minute later the first Job starts.
+    clock.advance(minute);
+    c.ok(&["annotate", "cronjob", "tick", "poke=1"]);
+    let jobs = wait_cron_jobs(&c, &[""]);
+    assert!(jobs[0].0.starts_with("tick-"), "{jobs:?}");
+    // Forbid: the next time comes while it runs, so nothing starts.
+    clock.advance(minute);
+    c.ok(&["annotate", "cronjob", "tick", "poke=2", "--overwrite"]);
+    eventually(10, || {
+        c.ok(&["describe", "cronjob", "tick"])
+            .contains("JobAlreadyActive")
+            .then_some(())
+    });
+    assert_eq!(cron_jobs(&c).len(), 1);
+    let active = jsonpath(&c, &["get", "cronjob", "tick"], "{.status.active[*].name}");
+    assert_eq!(active, jobs[0].0);
+    // The first Job completes: the missed time runs once, as a catch-up.
+    let pods = wait_job_pods(&c, &jobs[0].0, "Pending", 1, 10);
+    set_phase(&c, &pods[0], "Succeeded");
+    let jobs = wait_cron_jobs(&c, &["Complete", ""]);
+    let last = jsonpath(
+        &c,
+        &["get", "cronjob", "tick"],
+        "{.status.lastScheduleTime} {.status.lastSuccessfulTime}",
+    );
+    assert_eq!(last.split_whitespace().count(), 2, "{last}");
+    // Replace: the running Job gives way to the next one.
+    clock.advance(minute);
+    c.ok(&[
+        "patch",
+        "cronjob",
+        "tick",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"concurrencyPolicy":"Replace"}}"#,
+    ]);
+    let replaced = wait_cron_jobs(&c, &["Complete", ""]);
+    let again = eventually(10, || {
+        let now = cron_jobs(&c);
+        (now.len() == 2 && now[1].0 != jobs[1].0).then_some(now)
+    });
+    assert_eq!(again[0], replaced[0], "the completed job stays");
+}

@@ -17,7 +17,11 @@ pub const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";
 
 /// The revision data: the template as a patch that replaces the DaemonSet's template.
 pub fn revision_data(ds: &DaemonSet) -> serde_json::Value {
-    let template = ds.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
+    let template = ds
+        .spec
+        .as_ref()
+        .map(|s| s.template.clone())
+        .unwrap_or_default();
     let mut t = serde_json::to_value(template).unwrap_or_default();
     if let Some(obj) = t.as_object_mut() {
         obj.insert("$patch".into(), json!("replace"));
@@ -27,7 +31,11 @@ pub fn revision_data(ds: &DaemonSet) -> serde_json::Value {
 
 /// The hash of the DaemonSet's current template.
 pub fn current_hash(ds: &DaemonSet) -> String {
-    let template = ds.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
+    let template = ds
+        .spec
+        .as_ref()
+        .map(|s| s.template.clone())
+        .unwrap_or_default();
     let collisions = ds.status.as_ref().and_then(|s| s.collision_count);
     template_hash(&template, collisions)
 }
@@ -72,7 +80,11 @@ pub fn current(ds: &DaemonSet, revisions: &[Arc<ControllerRevision>]) -> Current
         .annotations
         .as_ref()
         .and_then(|a| a.get(CHANGE_CAUSE))
-        .map(|c| [(CHANGE_CAUSE.to_string(), c.clone())].into_iter().collect());
+        .map(|c| {
+            [(CHANGE_CAUSE.to_string(), c.clone())]
+                .into_iter()
+                .collect()
+        });
     Current::Create(Box::new(ControllerRevision {
         metadata: kube::api::ObjectMeta {
             name: Some(format!("{ds_name}-{hash}")),
@@ -105,7 +117,11 @@ pub fn to_prune(
         .iter()
         .filter(|r| r.metadata.name.as_deref() != Some(current))
         .filter(|r| {
-            let hash = r.metadata.labels.as_ref().and_then(|l| l.get(REVISION_HASH));
+            let hash = r
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(REVISION_HASH));
             hash.is_none_or(|h| !live_hashes.contains(h))
         })
         .collect();
@@ -141,18 +157,38 @@ mod tests {
         assert_eq!(v1.revision, 1);
         let name = v1.metadata.name.clone().unwrap_or_default();
         assert!(name.starts_with("fluentd-"), "{name}");
-        assert_eq!(v1.data.as_ref().map(|d| d.0["spec"]["template"]["$patch"].clone()), Some(json!("replace")));
-        assert_eq!(current(&ds("a:1", 10), &[v1.clone()]), Current::Up(name.clone()));
-        let v2 = created(&ds("a:2", 10), &[v1.clone()]);
+        assert_eq!(
+            v1.data
+                .as_ref()
+                .map(|d| d.0["spec"]["template"]["$patch"].clone()),
+            Some(json!("replace"))
+        );
+        assert_eq!(
+            current(&ds("a:1", 10), std::slice::from_ref(&v1)),
+            Current::Up(name.clone())
+        );
+        let v2 = created(&ds("a:2", 10), std::slice::from_ref(&v1));
         assert_eq!(v2.revision, 2);
         // Back to the first template: its revision becomes the newest.
-        assert_eq!(current(&ds("a:1", 10), &[v1.clone(), v2.clone()]), Current::Bump(name.clone(), 3));
+        assert_eq!(
+            current(&ds("a:1", 10), &[v1.clone(), v2.clone()]),
+            Current::Bump(name.clone(), 3)
+        );
         // Pruning keeps the limit and revisions live pods still use.
         let v3 = created(&ds("a:3", 1), &[v1.clone(), v2.clone()]);
         let all = [v1.clone(), v2.clone(), v3.clone()];
         let cur = v3.metadata.name.clone().unwrap_or_default();
         assert_eq!(to_prune(&ds("a:3", 1), &all, &cur, &[]), vec![name.clone()]);
-        let v1_hash = v1.metadata.labels.as_ref().and_then(|l| l.get(REVISION_HASH)).cloned().unwrap_or_default();
-        assert_eq!(to_prune(&ds("a:3", 0), &all, &cur, &[v1_hash]), vec![v2.metadata.name.clone().unwrap_or_default()]);
+        let v1_hash = v1
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(REVISION_HASH))
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(
+            to_prune(&ds("a:3", 0), &all, &cur, &[v1_hash]),
+            vec![v2.metadata.name.clone().unwrap_or_default()]
+        );
     }
 }

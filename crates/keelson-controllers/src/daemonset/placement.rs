@@ -45,7 +45,9 @@ pub fn tolerates(tol: &Toleration, taint: &Taint) -> bool {
     }
     match tol.operator.as_deref().unwrap_or("Equal") {
         "Exists" => true,
-        "Equal" => tol.value.as_deref().unwrap_or_default() == taint.value.as_deref().unwrap_or_default(),
+        "Equal" => {
+            tol.value.as_deref().unwrap_or_default() == taint.value.as_deref().unwrap_or_default()
+        }
         _ => false,
     }
 }
@@ -81,7 +83,11 @@ fn term_matches(term: &NodeSelectorTerm, node: &Node) -> bool {
         .iter()
         .all(|r| requirement_matches(r, labels.get(&r.key).map(String::as_str)))
         && fields.iter().all(|r| {
-            let v = (r.key == NODE_NAME_FIELD).then(|| node.metadata.name.as_deref()).flatten();
+            let v = node
+                .metadata
+                .name
+                .as_deref()
+                .filter(|_| r.key == NODE_NAME_FIELD);
             requirement_matches(r, v)
         })
 }
@@ -101,7 +107,10 @@ pub fn selects_node(template: &PodTemplateSpec, node: &Node) -> bool {
         .affinity
         .as_ref()
         .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|n| n.required_during_scheduling_ignored_during_execution.as_ref());
+        .and_then(|n| {
+            n.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        });
     by_selector
         && required.is_none_or(|r| r.node_selector_terms.iter().any(|t| term_matches(t, node)))
 }
@@ -157,7 +166,9 @@ pub fn pin_to_node(template: &PodTemplateSpec, node: &str) -> PodTemplateSpec {
     let mut t = template.clone();
     let spec = t.spec.get_or_insert_default();
     let affinity = spec.affinity.get_or_insert_with(Affinity::default);
-    let na = affinity.node_affinity.get_or_insert_with(NodeAffinity::default);
+    let na = affinity
+        .node_affinity
+        .get_or_insert_with(NodeAffinity::default);
     na.required_during_scheduling_ignored_during_execution = Some(NodeSelector {
         node_selector_terms: vec![NodeSelectorTerm {
             match_fields: Some(vec![NodeSelectorRequirement {
@@ -186,8 +197,10 @@ mod tests {
     use serde_json::json;
 
     fn node(name: &str, labels: serde_json::Value, taints: serde_json::Value) -> Node {
-        serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}, "spec": {"taints": taints}}))
-            .expect("node")
+        serde_json::from_value(
+            json!({"metadata": {"name": name, "labels": labels}, "spec": {"taints": taints}}),
+        )
+        .expect("node")
     }
 
     fn template(spec: serde_json::Value) -> PodTemplateSpec {
@@ -197,21 +210,51 @@ mod tests {
     }
 
     fn check(spec: serde_json::Value, n: &Node, want: (bool, bool)) {
-        assert_eq!(node_should_run(&template(spec.clone()), n), want, "{spec} on {n:?}");
+        assert_eq!(
+            node_should_run(&template(spec.clone()), n),
+            want,
+            "{spec} on {n:?}"
+        );
     }
 
     #[test]
     fn eligible_nodes() {
         let plain = node("a", json!({"disk": "ssd"}), json!([]));
-        let master = node("m", json!({}), json!([{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]));
-        let broken = node("b", json!({}), json!([{"key": "node.kubernetes.io/not-ready", "effect": "NoExecute"}]));
-        let evicting = node("e", json!({}), json!([{"key": "dedicated", "value": "gpu", "effect": "NoExecute"}]));
-        let cordoned = node("c", json!({}), json!([{"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}]));
+        let master = node(
+            "m",
+            json!({}),
+            json!([{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]),
+        );
+        let broken = node(
+            "b",
+            json!({}),
+            json!([{"key": "node.kubernetes.io/not-ready", "effect": "NoExecute"}]),
+        );
+        let evicting = node(
+            "e",
+            json!({}),
+            json!([{"key": "dedicated", "value": "gpu", "effect": "NoExecute"}]),
+        );
+        let cordoned = node(
+            "c",
+            json!({}),
+            json!([{"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}]),
+        );
         check(json!({}), &plain, (true, true));
-        check(json!({"nodeSelector": {"disk": "ssd"}}), &plain, (true, true));
-        check(json!({"nodeSelector": {"disk": "hdd"}}), &plain, (false, false));
-        let affinity = |op: &str| json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution":
-            {"nodeSelectorTerms": [{"matchExpressions": [{"key": "disk", "operator": op, "values": ["ssd"]}]}]}}}});
+        check(
+            json!({"nodeSelector": {"disk": "ssd"}}),
+            &plain,
+            (true, true),
+        );
+        check(
+            json!({"nodeSelector": {"disk": "hdd"}}),
+            &plain,
+            (false, false),
+        );
+        let affinity = |op: &str| {
+            json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution":
+            {"nodeSelectorTerms": [{"matchExpressions": [{"key": "disk", "operator": op, "values": ["ssd"]}]}]}}}})
+        };
         check(affinity("In"), &plain, (true, true));
         check(affinity("NotIn"), &plain, (false, false));
         // An untolerated NoSchedule taint: no new pod, an existing one stays.
@@ -222,25 +265,47 @@ mod tests {
         check(json!({}), &broken, (true, true));
         check(json!({}), &cordoned, (true, true));
         check(json!({}), &evicting, (false, false));
-        check(json!({"tolerations": [{"key": "dedicated", "operator": "Equal", "value": "gpu"}]}), &evicting, (true, true));
-        check(json!({"tolerations": [{"key": "dedicated", "operator": "Equal", "value": "cpu"}]}), &evicting, (false, false));
+        check(
+            json!({"tolerations": [{"key": "dedicated", "operator": "Equal", "value": "gpu"}]}),
+            &evicting,
+            (true, true),
+        );
+        check(
+            json!({"tolerations": [{"key": "dedicated", "operator": "Equal", "value": "cpu"}]}),
+            &evicting,
+            (false, false),
+        );
     }
 
     #[test]
     fn pinned_pods_name_their_node() {
-        let t = template(json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution":
-            {"nodeSelectorTerms": [{"matchExpressions": [{"key": "disk", "operator": "Exists"}]}]}}}}));
+        let t = template(
+            json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution":
+            {"nodeSelectorTerms": [{"matchExpressions": [{"key": "disk", "operator": "Exists"}]}]}}}}),
+        );
         let pinned = pin_to_node(&t, "node-2");
-        let pod = Pod { spec: pinned.spec.clone(), ..Default::default() };
+        let pod = Pod {
+            spec: pinned.spec.clone(),
+            ..Default::default()
+        };
         assert_eq!(target_node(&pod).as_deref(), Some("node-2"));
         let terms = serde_json::to_value(&pinned.spec).expect("json")["affinity"]["nodeAffinity"]
             ["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
             .clone();
-        assert_eq!(terms, json!([{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["node-2"]}]}]));
+        assert_eq!(
+            terms,
+            json!([{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["node-2"]}]}])
+        );
         let tolerations = pinned.spec.and_then(|s| s.tolerations).unwrap_or_default();
         assert_eq!(tolerations.len(), 6);
         // The pinned template selects only its node.
-        assert!(selects_node(&pin_to_node(&t, "node-2"), &node("node-2", json!({}), json!([]))));
-        assert!(!selects_node(&pin_to_node(&t, "node-2"), &node("node-3", json!({}), json!([]))));
+        assert!(selects_node(
+            &pin_to_node(&t, "node-2"),
+            &node("node-2", json!({}), json!([]))
+        ));
+        assert!(!selects_node(
+            &pin_to_node(&t, "node-2"),
+            &node("node-3", json!({}), json!([]))
+        ));
     }
 }

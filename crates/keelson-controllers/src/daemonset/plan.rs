@@ -22,7 +22,11 @@ pub struct Plan {
 }
 
 fn hash_of(p: &Pod) -> Option<&str> {
-    p.metadata.labels.as_ref()?.get(REVISION_HASH).map(String::as_str)
+    p.metadata
+        .labels
+        .as_ref()?
+        .get(REVISION_HASH)
+        .map(String::as_str)
 }
 
 fn failed(p: &Pod) -> bool {
@@ -95,7 +99,8 @@ pub fn decide(
         here.retain(|p| !failed(p));
         here.sort_by_key(|p| p.metadata.creation_timestamp.clone().map(|t| t.0));
         if !may_continue {
-            plan.delete.extend(here.iter().filter_map(|p| p.metadata.name.clone()));
+            plan.delete
+                .extend(here.iter().filter_map(|p| p.metadata.name.clone()));
             if !here.is_empty() {
                 misscheduled += 1;
             }
@@ -114,7 +119,8 @@ pub fn decide(
             }
             None => {}
             Some((oldest, extra)) => {
-                plan.delete.extend(extra.iter().filter_map(|p| p.metadata.name.clone()));
+                plan.delete
+                    .extend(extra.iter().filter_map(|p| p.metadata.name.clone()));
                 if !should_run {
                     continue;
                 }
@@ -181,7 +187,8 @@ mod tests {
             .split_whitespace()
             .map(|n| {
                 let run = if n.starts_with('x') { "no" } else { "yes" };
-                serde_json::from_value(json!({"metadata": {"name": n, "labels": {"run": run}}})).expect("node")
+                serde_json::from_value(json!({"metadata": {"name": n, "labels": {"run": run}}}))
+                    .expect("node")
             })
             .collect()
     }
@@ -194,7 +201,11 @@ mod tests {
             .map(|(i, w)| {
                 let parts: Vec<&str> = w.split([':', '@']).collect();
                 let (name, node, hash, state) = (parts[0], parts[1], parts[2], parts[3]);
-                let phase = match state { "f" => "Failed", "p" => "Pending", _ => "Running" };
+                let phase = match state {
+                    "f" => "Failed",
+                    "p" => "Pending",
+                    _ => "Running",
+                };
                 let ready = if state == "r" { "True" } else { "False" };
                 serde_json::from_value(json!({
                     "metadata": {"name": name, "labels": {REVISION_HASH: hash},
@@ -212,7 +223,13 @@ mod tests {
         let d = ds(strategy);
         let ns = nodes(node_names);
         let ps = pods(words);
-        let plan = decide(&d, &ns.iter().collect::<Vec<_>>(), &ps.iter().collect::<Vec<_>>(), "new", jiff::Timestamp::now());
+        let plan = decide(
+            &d,
+            &ns.iter().collect::<Vec<_>>(),
+            &ps.iter().collect::<Vec<_>>(),
+            "new",
+            jiff::Timestamp::now(),
+        );
         let s = &plan.status;
         let counts = format!(
             "{}/{}/{}/{}/{}",
@@ -223,7 +240,11 @@ mod tests {
             s.number_misscheduled
         );
         let got = (plan.create.join(" "), plan.delete.join(" "), counts);
-        assert_eq!(got, (want.0.into(), want.1.into(), want.2.into()), "{node_names} / {words}");
+        assert_eq!(
+            got,
+            (want.0.into(), want.1.into(), want.2.into()),
+            "{node_names} / {words}"
+        );
     }
 
     #[test]
@@ -233,16 +254,51 @@ mod tests {
         check(rolling.clone(), "a b xc", "", ("a b", "", "2/0/0/0/0"));
         check(rolling.clone(), "a b", "p1@a:new:r", ("b", "", "2/1/1/1/0"));
         // Extras (the newer one), failed pods, misplaced pods and pods of gone nodes go.
-        check(rolling.clone(), "a xc", "p1@a:new:r p2@a:new:r p3@xc:new:r p4@gone:new:r", ("", "p2 p3 p4", "1/1/1/1/1"));
+        check(
+            rolling.clone(),
+            "a xc",
+            "p1@a:new:r p2@a:new:r p3@xc:new:r p4@gone:new:r",
+            ("", "p2 p3 p4", "1/1/1/1/1"),
+        );
         check(rolling.clone(), "a", "p1@a:new:f", ("a", "p1", "1/0/0/0/0"));
         // Rolling update: one unavailable at a time by default.
-        check(rolling.clone(), "a b c", "p1@a:old:r p2@b:old:r p3@c:old:r", ("", "p1", "3/3/3/0/0"));
-        check(rolling.clone(), "a b c", "p2@b:old:r p3@c:old:r", ("a", "", "3/2/2/0/0"));
-        check(json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 2}}), "a b c", "p1@a:old:r p2@b:old:r p3@c:old:r", ("", "p1 p2", "3/3/3/0/0"));
-        check(json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "50%"}}), "a b c", "p1@a:old:r p2@b:old:r p3@c:old:r", ("", "p1 p2", "3/3/3/0/0"));
+        check(
+            rolling.clone(),
+            "a b c",
+            "p1@a:old:r p2@b:old:r p3@c:old:r",
+            ("", "p1", "3/3/3/0/0"),
+        );
+        check(
+            rolling.clone(),
+            "a b c",
+            "p2@b:old:r p3@c:old:r",
+            ("a", "", "3/2/2/0/0"),
+        );
+        check(
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 2}}),
+            "a b c",
+            "p1@a:old:r p2@b:old:r p3@c:old:r",
+            ("", "p1 p2", "3/3/3/0/0"),
+        );
+        check(
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "50%"}}),
+            "a b c",
+            "p1@a:old:r p2@b:old:r p3@c:old:r",
+            ("", "p1 p2", "3/3/3/0/0"),
+        );
         // Old pods that are not available anyway go at once.
-        check(rolling, "a b", "p1@a:old:p p2@b:old:p", ("", "p1 p2", "2/2/0/0/0"));
+        check(
+            rolling,
+            "a b",
+            "p1@a:old:p p2@b:old:p",
+            ("", "p1 p2", "2/2/0/0/0"),
+        );
         // OnDelete: old pods stay until someone deletes them.
-        check(json!({"type": "OnDelete"}), "a b", "p1@a:old:r", ("b", "", "2/1/1/0/0"));
+        check(
+            json!({"type": "OnDelete"}),
+            "a b",
+            "p1@a:old:r",
+            ("b", "", "2/1/1/0/0"),
+        );
     }
 }
