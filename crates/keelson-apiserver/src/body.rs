@@ -11,9 +11,7 @@ pub const MAX_BODY: usize = 3 * 1024 * 1024;
 /// Parses a body as JSON, or YAML when the content type says so.
 pub fn decode(body: &Bytes, content_type: Option<&str>) -> Result<Value, ApiError> {
     if body.len() > MAX_BODY {
-        return Err(ApiError::too_large(format!(
-            "Request entity too large: limit is {MAX_BODY}"
-        )));
+        return Err(ApiError::too_large(format!("limit is {MAX_BODY}")));
     }
     let ct = content_type.unwrap_or("application/json");
     let media = ct.split(';').next().unwrap_or("").trim();

@@ -248,10 +248,7 @@ async fn read_body(body: Incoming) -> Result<Bytes, ApiError> {
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some() =>
         {
-            Err(ApiError::too_large(format!(
-                "Request entity too large: limit is {}",
-                body::MAX_BODY
-            )))
+            Err(ApiError::too_large(format!("limit is {}", body::MAX_BODY)))
         }
         Err(e) => Err(ApiError::bad_request(format!(
             "reading the request body: {e}"

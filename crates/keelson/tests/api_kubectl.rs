@@ -780,7 +780,9 @@ fn bad_input_gets_clear_errors() {
     let err =
         String::from_utf8_lossy(&c.with_stdin(&["create", "-f", "-"], &big).stderr).into_owned();
     assert!(
-        err.contains("Request entity too large: limit is 3145728"),
+        err.contains("(RequestEntityTooLarge)")
+            && err.contains("Request entity too large: limit is 3145728")
+            && !err.contains("too large: Request entity"),
         "{}",
         &err[..err.len().min(400)]
     );
