@@ -221,25 +221,31 @@ fn decode_for(r: &mut Req<'_>) -> Result<Value> {
 fn normalize(r: &mut Req<'_>, obj: Value) -> Result<Value> {
     let input = obj.clone();
     let out = r.kind.strategy.decode_and_default(obj)?;
-    let unknown = strict::unknown_fields(&input, &out);
+    let mut unknown: Vec<String> = strict::unknown_fields(&input, &out)
+        .into_iter()
+        .map(|f| format!("unknown field {f:?}"))
+        .collect();
+    if r.query.field_validation.is_some()
+        && r.content_type.as_deref().is_none_or(|c| c.contains("json"))
+    {
+        unknown.extend(
+            strict::duplicate_fields(&r.body)
+                .into_iter()
+                .map(|f| format!("duplicate field {f:?}")),
+        );
+    }
     if !unknown.is_empty() {
         match r.query.field_validation.as_deref() {
             Some("Strict") => {
-                let list: Vec<String> = unknown
-                    .iter()
-                    .map(|f| format!("unknown field {f:?}"))
-                    .collect();
                 return Err(ApiError::bad_request(format!(
                     "{} in version {:?} cannot be handled as a {}: strict decoding error: {}",
                     r.kind.kind,
                     r.kind.version,
                     r.kind.kind,
-                    list.join(", ")
+                    unknown.join(", ")
                 )));
             }
-            Some("Warn") => r
-                .warnings
-                .extend(unknown.iter().map(|f| format!("unknown field {f:?}"))),
+            Some("Warn") => r.warnings.extend(unknown),
             _ => {}
         }
     }

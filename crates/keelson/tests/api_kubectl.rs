@@ -1708,3 +1708,143 @@ fn kubectl_fidelity_odds_and_ends() {
     let _ = proxy.wait();
     assert!(body.contains(r#""name":"a""#), "{body}");
 }
+
+#[test]
+fn edit_set_diff_wait_describe_and_duplicate_fields() {
+    if !have_kubectl() {
+        return;
+    }
+    let c = Cluster::start_with(&["--disable-scheduler"]);
+    c.apply_stdin(
+        "apply",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app\nspec:\n  replicas: 2\n  selector:\n    matchLabels: {app: app}\n  template:\n    metadata:\n      labels: {app: app}\n    spec:\n      containers:\n      - name: web\n        image: nginx:1.25\n",
+    );
+    // kubectl edit, with an EDITOR script.
+    let editor = c.file(
+        "editor.sh",
+        "#!/bin/sh\nsed -i 's/replicas: 2/replicas: 4/' \"$1\"\n",
+    );
+    std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = c
+        .kubectl_cmd(&["edit", "deploy", "app"])
+        .env("EDITOR", &editor)
+        .env("KUBE_EDITOR", &editor)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        c.ok(&["get", "deploy", "app", "-o", "jsonpath={.spec.replicas}"]),
+        "4"
+    );
+    // set env, set resources.
+    c.ok(&["set", "env", "deploy/app", "MODE=prod"]);
+    c.ok(&[
+        "set",
+        "resources",
+        "deploy",
+        "app",
+        "-c",
+        "web",
+        "--limits=cpu=200m,memory=128Mi",
+    ]);
+    let tpl = json(&c.ok(&[
+        "get",
+        "deploy",
+        "app",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0]}",
+    ]));
+    assert_eq!(
+        tpl["env"][0],
+        serde_json::json!({"name": "MODE", "value": "prod"})
+    );
+    assert_eq!(tpl["resources"]["limits"]["memory"], "128Mi");
+    // diff: exit 1 with a diff when the file differs from the cluster, 0 when not.
+    let same = c.ok(&["get", "deploy", "app", "-o", "yaml"]);
+    let file = c.file("app.yaml", &same);
+    assert_eq!(
+        c.kubectl(&["diff", "-f", path_str(&file)]).status.code(),
+        Some(0)
+    );
+    let changed = c.file("app2.yaml", &same.replace("replicas: 4", "replicas: 6"));
+    let out = c.kubectl(&["diff", "-f", path_str(&changed)]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("+  replicas: 6"));
+    // wait --for=delete returns once the object is gone.
+    c.ok(&["create", "configmap", "short-lived"]);
+    let mut waiter = c
+        .kubectl_cmd(&[
+            "wait",
+            "--for=delete",
+            "configmap/short-lived",
+            "--timeout=20s",
+        ])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    c.ok(&["delete", "configmap", "short-lived"]);
+    assert!(waiter.wait().unwrap().success());
+    // api-resources -o wide lists verbs and categories.
+    let wide = c.ok(&["api-resources", "-o", "wide"]);
+    assert!(
+        wide.lines().next().unwrap().contains("VERBS")
+            && wide.lines().next().unwrap().contains("CATEGORIES")
+    );
+    assert!(
+        wide.lines().any(|l| l.starts_with("pods ")
+            && l.contains("create,delete,deletecollection,get,list,patch,update,watch")
+            && l.trim_end().ends_with("all")),
+        "{wide}"
+    );
+    // describe works for every kind, with the object's events.
+    let d = c.ok(&["describe", "deploy", "app"]);
+    assert!(
+        d.contains("Name:                   app")
+            && d.contains("Replicas:               4 desired"),
+        "{d}"
+    );
+    assert!(
+        d.contains("ScalingReplicaSet"),
+        "deployment events missing:\n{d}"
+    );
+    c.ok(&["create", "namespace", "kinds"]);
+    c.ok(&[
+        "create",
+        "-f",
+        path_str(&c.file("every-kind.yaml", EVERY_KIND)),
+    ]);
+    for (res, name, ns) in OBJECTS {
+        let mut args = vec!["describe", res, name];
+        if *ns {
+            args.extend(["-n", "kinds"]);
+        }
+        let out = c.ok(&args);
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with("Name:") && l.trim_end().ends_with(name)),
+            "describe {res}:\n{out}"
+        );
+    }
+    // Strict validation refuses duplicate fields, naming them.
+    let dup = c.file(
+        "dup.json",
+        r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a","name":"b"}}"#,
+    );
+    let out = c.kubectl(&[
+        "create",
+        "--raw",
+        "/api/v1/namespaces/default/configmaps?fieldValidation=Strict",
+        "-f",
+        path_str(&dup),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains(r#"strict decoding error: duplicate field "metadata.name""#),
+        "{err}"
+    );
+}
