@@ -12,6 +12,7 @@ pub mod apps;
 pub mod batch;
 pub mod core;
 pub mod other;
+pub mod placement;
 pub mod quantity;
 mod table;
 pub mod typed;

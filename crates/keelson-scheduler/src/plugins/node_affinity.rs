@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm};
+use keelson_kinds::placement::{selects_node, term_matches};
 
 use crate::framework::{FilterPlugin, NodeInfo, PodInfo, ScorePlugin, Status, default_normalize};
 
@@ -11,76 +11,14 @@ pub const REASON: &str = "node(s) didn't match Pod's node affinity/selector";
 
 pub struct NodeAffinity;
 
-/// Whether one requirement holds for a value (`None` when the label is absent).
-fn requirement_matches(req: &NodeSelectorRequirement, value: Option<&str>) -> bool {
-    let values = req.values.as_deref().unwrap_or_default();
-    let as_int = |s: &str| s.parse::<i64>().ok();
-    match req.operator.as_str() {
-        "In" => value.is_some_and(|v| values.iter().any(|x| x == v)),
-        "NotIn" => value.is_none_or(|v| !values.iter().any(|x| x == v)),
-        "Exists" => value.is_some(),
-        "DoesNotExist" => value.is_none(),
-        "Gt" | "Lt" => {
-            let (Some(v), Some(bound)) = (
-                value.and_then(as_int),
-                values.first().and_then(|s| as_int(s)),
-            ) else {
-                return false;
-            };
-            if req.operator == "Gt" {
-                v > bound
-            } else {
-                v < bound
-            }
-        }
-        _ => false,
-    }
-}
-
-/// Whether a term matches: all its expressions over labels and fields; an empty term
-/// matches nothing.
-fn term_matches(term: &NodeSelectorTerm, labels: &BTreeMap<String, String>, name: &str) -> bool {
-    let exprs = term.match_expressions.as_deref().unwrap_or_default();
-    let fields = term.match_fields.as_deref().unwrap_or_default();
-    if exprs.is_empty() && fields.is_empty() {
-        return false;
-    }
-    exprs
-        .iter()
-        .all(|r| requirement_matches(r, labels.get(&r.key).map(String::as_str)))
-        && fields.iter().all(|r| {
-            let v = (r.key == "metadata.name").then_some(name);
-            r.key == "metadata.name" && requirement_matches(r, v)
-        })
-}
-
 /// Whether the node satisfies the pod's nodeSelector and required node affinity.
 pub fn required_matches(pod: &PodInfo, node: &NodeInfo) -> bool {
     let empty = BTreeMap::new();
     let labels = node.node.metadata.labels.as_ref().unwrap_or(&empty);
-    let Some(spec) = &pod.pod.spec else {
-        return true;
-    };
-    if let Some(sel) = &spec.node_selector
-        && !sel.iter().all(|(k, v)| labels.get(k) == Some(v))
-    {
-        return false;
-    }
-    let required = spec
-        .affinity
+    pod.pod
+        .spec
         .as_ref()
-        .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|na| {
-            na.required_during_scheduling_ignored_during_execution
-                .as_ref()
-        });
-    match required {
-        None => true,
-        Some(sel) => sel
-            .node_selector_terms
-            .iter()
-            .any(|t| term_matches(t, labels, node.name())),
-    }
+        .is_none_or(|spec| selects_node(spec, labels, node.name()))
 }
 
 impl FilterPlugin for NodeAffinity {

@@ -2,31 +2,11 @@
 //! tolerate them; PreferNoSchedule taints lower a node's score.
 
 use k8s_openapi::api::core::v1::{Taint, Toleration};
+pub use keelson_kinds::placement::tolerates;
 
 use crate::framework::{FilterPlugin, NodeInfo, PodInfo, ScorePlugin, Status, default_normalize};
 
 pub struct TaintToleration;
-
-/// Whether `toleration` tolerates `taint`, as upstream's `ToleratesTaint`.
-pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
-    let effect = toleration.effect.as_deref().unwrap_or("");
-    if !effect.is_empty() && effect != taint.effect {
-        return false;
-    }
-    let key = toleration.key.as_deref().unwrap_or("");
-    if !key.is_empty() && key != taint.key {
-        return false;
-    }
-    match toleration.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => true,
-        "Equal" | "" => {
-            // An empty key with Equal matches nothing (validation forbids it).
-            !key.is_empty()
-                && toleration.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
-        }
-        _ => false,
-    }
-}
 
 fn taints(node: &NodeInfo) -> &[Taint] {
     node.node
