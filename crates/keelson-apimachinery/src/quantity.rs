@@ -1,5 +1,6 @@
-//! Resource quantities (`500m`, `1.5`, `128Mi`, `1G`, `2e3`) as exact milli-units, for sums
-//! and comparisons in quota and limit-range admission, and their canonical printed form.
+//! Resource quantities (`500m`, `1.5`, `128Mi`, `1G`, `2e3`) as exact milli-units (rounded
+//! up, as upstream's `MilliValue`), for every sum and comparison of resources in the project,
+//! and their canonical printed form.
 
 /// A quantity in thousandths of its unit (cores, bytes, or objects).
 pub type Milli = i128;
@@ -32,6 +33,8 @@ pub fn parse(s: &str) -> Option<Milli> {
     let frac_len = frac_part.len() as i32;
     let (mult_num, pow10): (i128, i32) = match suffix {
         "" => (1, 0),
+        "n" => (1, -9),
+        "u" => (1, -6),
         "m" => (1, -3),
         "k" => (1, 3),
         "M" => (1, 6),
@@ -115,6 +118,8 @@ mod tests {
             ("1G", Some(1_000_000_000_000)),
             ("2e3", Some(2_000_000)),
             ("1Ki", Some(1_024_000)),
+            ("1u", Some(1)),
+            ("1500n", Some(1)),
             ("-1", Some(-1000)),
             ("abc", None),
             ("1X", None),

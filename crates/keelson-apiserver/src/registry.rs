@@ -221,10 +221,11 @@ fn decode_for(r: &mut Req<'_>) -> Result<Value> {
 fn normalize(r: &mut Req<'_>, obj: Value) -> Result<Value> {
     let input = obj.clone();
     let out = r.kind.strategy.decode_and_default(obj)?;
-    let mut unknown: Vec<String> = strict::unknown_fields(&input, &out)
-        .into_iter()
-        .map(|f| format!("unknown field {f:?}"))
-        .collect();
+    let mut unknown: Vec<String> =
+        strict::unknown_fields(&input, &out, r.kind.strategy.write_only_fields())
+            .into_iter()
+            .map(|f| format!("unknown field {f:?}"))
+            .collect();
     if r.query.field_validation.is_some()
         && r.content_type.as_deref().is_none_or(|c| c.contains("json"))
     {

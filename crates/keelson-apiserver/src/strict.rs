@@ -5,15 +5,16 @@
 
 use serde_json::Value;
 
-/// Fields a strategy consumes while defaulting, so they are known although never stored:
-/// Secret's `stringData` (merged into `data`); status and managedFields, which the server owns.
-const WRITE_ONLY: &[&str] = &["stringData", "status", "metadata.managedFields"];
+/// Fields the server owns: known to every kind although a round trip may drop them.
+const SERVER_OWNED: &[&str] = &["status", "metadata.managedFields"];
 
 /// Paths of the fields in `input` that are absent from `decoded`, as upstream prints them
-/// (`spec.containers[0].imagee`).
-pub fn unknown_fields(input: &Value, decoded: &Value) -> Vec<String> {
+/// (`spec.containers[0].imagee`). `write_only` names the kind's top-level fields that its
+/// defaults consume (known, though never stored).
+pub fn unknown_fields(input: &Value, decoded: &Value, write_only: &[&str]) -> Vec<String> {
     let mut out = Vec::new();
     walk(input, decoded, &mut String::new(), &mut out);
+    out.retain(|p| !write_only.contains(&p.as_str()));
     out
 }
 
@@ -29,7 +30,7 @@ fn walk(input: &Value, decoded: &Value, path: &mut String, out: &mut Vec<String>
                 match d.get(k) {
                     Some(dv) => walk(v, dv, path, out),
                     None if v.is_null() => {}
-                    None if WRITE_ONLY.contains(&path.as_str()) => {}
+                    None if SERVER_OWNED.contains(&path.as_str()) => {}
                     None => out.push(path.clone()),
                 }
                 path.truncate(len);
@@ -147,7 +148,7 @@ mod tests {
         let input = json!({"spec": {"containers": [{"name": "a", "imagee": "x"}], "nodeName": null}, "foo": 1});
         let decoded = json!({"spec": {"containers": [{"name": "a"}]}});
         assert_eq!(
-            unknown_fields(&input, &decoded),
+            unknown_fields(&input, &decoded, &[]),
             vec!["spec.containers[0].imagee", "foo"]
         );
     }
@@ -165,6 +166,6 @@ mod tests {
     #[test]
     fn known_fields_pass() {
         let v = json!({"metadata": {"labels": {"a": "b"}}, "data": {"k": "v"}});
-        assert!(unknown_fields(&v, &v).is_empty());
+        assert!(unknown_fields(&v, &v, &[]).is_empty());
     }
 }

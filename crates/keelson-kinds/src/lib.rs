@@ -13,7 +13,6 @@ pub mod batch;
 pub mod core;
 pub mod other;
 pub mod placement;
-pub mod quantity;
 mod table;
 pub mod typed;
 pub mod util;
@@ -161,6 +160,12 @@ pub trait Strategy: Send + Sync {
     /// are handled generically); `None` if the kind does not support selecting on it.
     fn field(&self, _obj: &Value, _path: &str) -> Option<String> {
         None
+    }
+
+    /// Top-level fields the kind accepts on write but consumes while defaulting, so they are
+    /// known to strict field validation although never stored (Secret's `stringData`).
+    fn write_only_fields(&self) -> &'static [&'static str] {
+        &[]
     }
 
     /// How the kind is stored when it shares another kind's storage; `None`: as itself.

@@ -26,6 +26,7 @@ pub struct Typed<K> {
     pub has_status: bool,
     pub tracks_generation: bool,
     pub conversion: Option<crate::Conversion>,
+    pub write_only: &'static [&'static str],
     marker: PhantomData<fn() -> K>,
 }
 
@@ -44,6 +45,7 @@ impl<K> Typed<K> {
             has_status: false,
             tracks_generation: false,
             conversion: None,
+            write_only: &[],
             marker: PhantomData,
         }
     }
@@ -75,6 +77,12 @@ impl<K> Typed<K> {
     ) -> Self {
         self.columns = columns;
         self.row = row;
+        self
+    }
+
+    /// Fields accepted on write and consumed by the defaults (never stored).
+    pub const fn write_only(mut self, fields: &'static [&'static str]) -> Self {
+        self.write_only = fields;
         self
     }
 
@@ -141,6 +149,10 @@ where
 
     fn columns(&self) -> &'static [Column] {
         self.columns
+    }
+
+    fn write_only_fields(&self) -> &'static [&'static str] {
+        self.write_only
     }
 
     fn conversion(&self) -> Option<&crate::Conversion> {

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use keelson_apimachinery::quantity;
 
 /// CPU a container without a CPU request counts as when scoring (upstream's non-zero default).
 pub const DEFAULT_MILLI_CPU_REQUEST: i64 = 100;
@@ -150,76 +151,12 @@ fn pod_requests_with(pod: &Pod, per_container: impl Fn(Resources) -> Resources) 
 
 /// A quantity in thousandths of its unit, rounded up (`"100m"` → 100, `"1"` → 1000).
 pub fn milli_value(q: &Quantity) -> Option<i64> {
-    scaled(&q.0, 3)
+    quantity::parse(&q.0).and_then(|m| i64::try_from(m).ok())
 }
 
 /// A quantity in its unit, rounded up (`"1Gi"` → 1073741824, `"1500m"` → 2).
 pub fn value(q: &Quantity) -> Option<i64> {
-    scaled(&q.0, 0)
-}
-
-/// Parses a Kubernetes quantity and returns `ceil(value × 10^scale)`.
-fn scaled(s: &str, scale: i32) -> Option<i64> {
-    let s = s.trim();
-    let (number, suffix) = split_suffix(s)?;
-    let (exp2, mut exp10): (u32, i32) = match suffix {
-        "" => (0, 0),
-        "n" => (0, -9),
-        "u" => (0, -6),
-        "m" => (0, -3),
-        "k" => (0, 3),
-        "M" => (0, 6),
-        "G" => (0, 9),
-        "T" => (0, 12),
-        "P" => (0, 15),
-        "E" => (0, 18),
-        "Ki" => (10, 0),
-        "Mi" => (20, 0),
-        "Gi" => (30, 0),
-        "Ti" => (40, 0),
-        "Pi" => (50, 0),
-        "Ei" => (60, 0),
-        e if e.starts_with(['e', 'E']) => (0, e[1..].parse().ok()?),
-        _ => return None,
-    };
-    let (negative, number) = match number.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, number.strip_prefix('+').unwrap_or(number)),
-    };
-    let (int, frac) = number.split_once('.').unwrap_or((number, ""));
-    if int.is_empty() && frac.is_empty() {
-        return None;
-    }
-    let digits = format!("{int}{frac}");
-    if digits.len() > 30 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let digits = digits.trim_start_matches('0');
-    let mut n: i128 = if digits.is_empty() {
-        0
-    } else {
-        digits.parse().ok()?
-    };
-    exp10 -= i32::try_from(frac.len()).ok()?;
-    exp10 += scale;
-    n = n.checked_mul(1i128.checked_shl(exp2)?)?;
-    if exp10 >= 0 {
-        n = n.checked_mul(10i128.checked_pow(u32::try_from(exp10).ok()?)?)?;
-    } else {
-        let d = 10i128.checked_pow(u32::try_from(-exp10).ok()?)?;
-        n = n / d + i128::from(n % d != 0);
-    }
-    let n = if negative { -n } else { n };
-    i64::try_from(n).ok()
-}
-
-/// Splits `"1.5Gi"` into `("1.5", "Gi")`; a decimal exponent (`"1e3"`) is the suffix `"e3"`.
-fn split_suffix(s: &str) -> Option<(&str, &str)> {
-    let end = s
-        .char_indices()
-        .find(|(_, c)| !(c.is_ascii_digit() || *c == '.' || *c == '-' || *c == '+'))
-        .map_or(s.len(), |(i, _)| i);
-    Some((s.get(..end)?, s.get(end..)?))
+    quantity::parse(&q.0).and_then(|m| i64::try_from((m + 999).div_euclid(1000)).ok())
 }
 
 #[cfg(test)]

@@ -157,28 +157,7 @@ async fn claim<K: ReplicaOwner>(
 async fn adopt<K: ReplicaOwner>(pod: &Pod, obj: &K, api: &Api<Pod>) -> Result<Option<Pod>, Error> {
     let mut refs = pod.metadata.owner_references.clone().unwrap_or_default();
     refs.push(owner_ref(obj));
-    let patch = json!({"metadata": {
-        "ownerReferences": refs,
-        "uid": pod.metadata.uid,
-        "resourceVersion": pod.metadata.resource_version,
-    }});
-    match api
-        .patch(
-            &pod.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-    {
-        Ok(p) => Ok(Some(p)),
-        // Gone or changed meanwhile: the next reconcile sees the new state.
-        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(None),
-        Err(source) => Err(Error::Pod {
-            action: "adopting",
-            owner: key_of(obj),
-            source,
-        }),
-    }
+    set_owner_refs(pod, Some(refs), api, "adopting", obj).await
 }
 
 async fn release<K: ReplicaOwner>(
@@ -196,6 +175,20 @@ async fn release<K: ReplicaOwner>(
         .cloned()
         .collect();
     let refs = (!refs.is_empty()).then_some(refs);
+    set_owner_refs(pod, refs, api, "releasing", obj)
+        .await
+        .map(|_| ())
+}
+
+/// Replaces a pod's ownerReferences, guarded by its uid and resourceVersion. A pod that is
+/// gone or changed meanwhile is left to the next reconcile, which sees its new state.
+async fn set_owner_refs<K: ReplicaOwner>(
+    pod: &Pod,
+    refs: Option<Vec<OwnerReference>>,
+    api: &Api<Pod>,
+    action: &'static str,
+    obj: &K,
+) -> Result<Option<Pod>, Error> {
     let patch = json!({"metadata": {
         "ownerReferences": refs,
         "uid": pod.metadata.uid,
@@ -209,10 +202,10 @@ async fn release<K: ReplicaOwner>(
         )
         .await
     {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+        Ok(p) => Ok(Some(p)),
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(None),
         Err(source) => Err(Error::Pod {
-            action: "releasing",
+            action,
             owner: key_of(obj),
             source,
         }),

@@ -4,12 +4,13 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
 
+use crate::Column;
 use crate::core::{pod_defaults, pod_validation};
 use crate::typed::Typed;
 use crate::util::{
     AGE, NAME, age, age_cell, arr_at, at, col, field_string, int_at, name_cell, s, str_at, wide,
 };
-use crate::{Column, quantity};
+use keelson_apimachinery::quantity::{self, Milli};
 
 pub static STRATEGY: Typed<Pod> = Typed::new("Pod", "v1")
     .defaults(defaults)
@@ -31,8 +32,8 @@ fn prepare(obj: &mut Value) {
 
 /// upstream's GetPodQOS over cpu and memory of the containers and init containers.
 pub fn qos_class(pod: &Value) -> &'static str {
-    let mut requests: Vec<(&str, f64)> = Vec::new();
-    let mut limits: Vec<(&str, f64)> = Vec::new();
+    let mut requests: Vec<(&str, Milli)> = Vec::new();
+    let mut limits: Vec<(&str, Milli)> = Vec::new();
     let mut guaranteed = true;
     let containers = arr_at(pod, &["spec", "containers"])
         .iter()
@@ -47,11 +48,9 @@ pub fn qos_class(pod: &Value) -> &'static str {
     if requests.is_empty() && limits.is_empty() {
         return "BestEffort";
     }
-    let same = requests.iter().all(|(k, v)| {
-        limits
-            .iter()
-            .any(|(lk, lv)| lk == k && (lv - v).abs() < 1e-9)
-    });
+    let same = requests
+        .iter()
+        .all(|(k, v)| limits.iter().any(|(lk, lv)| lk == k && lv == v));
     if guaranteed && same && requests.len() == limits.len() {
         "Guaranteed"
     } else {
@@ -60,14 +59,14 @@ pub fn qos_class(pod: &Value) -> &'static str {
 }
 
 /// Adds the nonzero cpu and memory quantities of a resource list; returns the names found.
-fn add_nonzero<'a>(sum: &mut Vec<(&'a str, f64)>, list: Option<&'a Value>) -> Vec<&'a str> {
+fn add_nonzero<'a>(sum: &mut Vec<(&'a str, Milli)>, list: Option<&'a Value>) -> Vec<&'a str> {
     let mut found = Vec::new();
     for (k, v) in list.and_then(Value::as_object).into_iter().flatten() {
         if k != "cpu" && k != "memory" {
             continue;
         }
-        let n = v.as_str().and_then(quantity::parse).unwrap_or(0.0);
-        if n == 0.0 {
+        let n = v.as_str().and_then(quantity::parse).unwrap_or(0);
+        if n == 0 {
             continue;
         }
         found.push(k.as_str());

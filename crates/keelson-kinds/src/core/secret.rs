@@ -11,6 +11,7 @@ use crate::util::{AGE, NAME, age_cell, col, field_string, i, int_col, name_cell,
 
 pub static STRATEGY: Typed<Secret> = Typed::new("Secret", "v1")
     .defaults(defaults)
+    .write_only(&["stringData"])
     .validate(crate::core::validation::validate_secret)
     .fields(field)
     .table(COLUMNS, row);
