@@ -15,6 +15,7 @@ mod list;
 mod meta;
 mod metrics;
 mod patch;
+mod pod_logs;
 mod query;
 mod quota;
 mod registry;
@@ -50,6 +51,9 @@ pub struct Config {
     pub service_cidr: String,
     /// The range NodePorts come from.
     pub node_ports: (u16, u16),
+    /// The TLS client config (cluster CA, `kube-apiserver-kubelet-client` certificate) used to
+    /// reach node agents for `pods/log`; `None` answers those requests 503.
+    pub kubelet_client: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Default for Config {
@@ -60,6 +64,7 @@ impl Default for Config {
             advertise: listen,
             service_cidr: "10.43.0.0/16".into(),
             node_ports: (30000, 32767),
+            kubelet_client: None,
         }
     }
 }

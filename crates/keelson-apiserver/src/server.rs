@@ -198,6 +198,13 @@ async fn resource(
     if !kind.namespaced && path.namespace.is_some() {
         return respond::error(&ApiError::not_found_path());
     }
+    if kind.group.is_empty()
+        && kind.plural == "pods"
+        && path.subresource.as_deref() == Some("log")
+        && matches!(*req.method(), Method::GET | Method::HEAD)
+    {
+        return crate::pod_logs::serve(api, &path, req).await;
+    }
     let query = match Query::parse(req.uri().query()) {
         Ok(q) => q,
         Err(e) => return respond::error(&e),

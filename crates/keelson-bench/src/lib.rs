@@ -2,7 +2,10 @@
 
 pub mod api;
 pub mod client;
+pub mod cluster;
 pub mod load;
+pub mod pods;
+pub mod pods_report;
 pub mod report;
 pub mod server;
 pub mod stats;
@@ -43,6 +46,25 @@ pub enum What {
         #[arg(long)]
         keep: bool,
     },
+    /// Pods on one node (`keelson up` on containerd): create → Running at a fixed rate and at
+    /// full speed, side by side with `ctr run`; start → node Ready; memory. Needs root.
+    Pods {
+        /// Pods created in each of the two phases.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=250))]
+        pods: u32,
+        /// Pods per second of the open-loop phase.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+        rate: u32,
+        /// Creates in flight at once in the full-speed phase.
+        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+        in_flight: u32,
+        /// Also print one JSON object with the figures as the last line of stdout.
+        #[arg(long)]
+        json: bool,
+        /// Keep the cluster's temporary data directory (its store, PKI, containerd state, log).
+        #[arg(long)]
+        keep: bool,
+    },
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -67,6 +89,31 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             let report = tokio::select! {
                 r = api::bench(&opts) => r?,
                 _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; the server was stopped"),
+            };
+            print!("{}", report.table());
+            if json {
+                println!("{}", report.json());
+            }
+            Ok(())
+        }
+        What::Pods {
+            pods,
+            rate,
+            in_flight,
+            json,
+            keep,
+        } => {
+            let opts = pods::Options {
+                pods: pods as usize,
+                rate: f64::from(rate),
+                in_flight: in_flight as usize,
+                keep,
+            };
+            // On Ctrl-C the bench future is dropped, and with it the cluster: dropping it
+            // stops `keelson up` with SIGTERM, which removes its pods and stops its containerd.
+            let report = tokio::select! {
+                r = pods::bench(&opts) => r?,
+                _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; keelson up was stopped"),
             };
             print!("{}", report.table());
             if json {

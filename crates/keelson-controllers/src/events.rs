@@ -102,7 +102,10 @@ impl Recorder {
         let obj_name = involved.name.clone().unwrap_or_default();
         let ev = Event {
             metadata: kube::api::ObjectMeta {
-                name: Some(format!("{obj_name}.{:x}", rand::random::<u64>())),
+                name: Some(format!(
+                    "{obj_name}.{:x}",
+                    jiff::Timestamp::now().as_nanosecond()
+                )),
                 namespace: Some(ns.clone()),
                 ..Default::default()
             },

@@ -13,6 +13,7 @@ pub mod gc;
 pub mod informer;
 pub mod job;
 pub mod namespace;
+pub mod nodeipam;
 pub mod pod;
 pub mod replicaset;
 pub mod selector;
@@ -43,6 +44,8 @@ pub struct Options {
     pub job_backoff_base: Duration,
     /// The time CronJobs are scheduled by (real time by default; tests drive their own).
     pub clock: clock::Clock,
+    /// The range node pod CIDRs are carved from.
+    pub cluster_cidr: String,
 }
 
 impl Default for Options {
@@ -51,6 +54,7 @@ impl Default for Options {
             namespace_deletion_grace: Duration::from_secs(5),
             job_backoff_base: Duration::from_secs(10),
             clock: clock::Clock::real(),
+            cluster_cidr: "10.42.0.0/16".into(),
         }
     }
 }
@@ -88,6 +92,7 @@ pub async fn run(client: kube::Client, options: Options) -> anyhow::Result<()> {
         job::run(client.clone(), &jobs, &pods, options.job_backoff_base).boxed(),
         cronjob::run(client.clone(), &cronjobs, &jobs, options.clock.clone()).boxed(),
         gc::run(client.clone()).boxed(),
+        nodeipam::run(client.clone(), &nodes, options.cluster_cidr.clone()).boxed(),
     ];
     pods.start();
     replicasets.start();

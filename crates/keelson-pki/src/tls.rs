@@ -31,6 +31,8 @@ pub const SERVER_COMMON_NAME: &str = "kube-apiserver";
 pub const ADMIN_USER: &str = "admin";
 /// Group (O) of the admin client certificate.
 pub const ADMIN_GROUP: &str = "system:masters";
+/// User name (CN) of the client certificate the API server presents to node agents.
+pub const KUBELET_CLIENT_USER: &str = "kube-apiserver-kubelet-client";
 /// Names every server certificate carries, whatever the caller asks for.
 pub const DEFAULT_SERVER_SANS: [&str; 6] = [
     "localhost",
@@ -152,7 +154,7 @@ pub fn load_or_create(dir: &Path, server_sans: &[String]) -> Result<Pki> {
         LeafFiles::new(dir, SERVER_CERT_FILE, SERVER_KEY_FILE),
         !ca_is_new,
         |cert| sans.iter().all(|san| cert_sans(cert).contains(san)),
-        || issue_server(&ca, &sans),
+        || issue_server(&ca, SERVER_COMMON_NAME, &sans),
     )?;
     let admin = Identity {
         user: ADMIN_USER.to_owned(),
@@ -185,6 +187,26 @@ pub fn issue_client_cert(
 ) -> Result<(String, String)> {
     let ca = Ca::from_pem(ca_cert_pem, ca_key_pem, "CA certificate", "CA key")?;
     issue_client(&ca, user, groups)
+}
+
+/// Issues a serving certificate (server-auth EKU) for `common_name` with the subject
+/// alternative names `sans` (DNS names or IP addresses), signed by the given CA: a node agent's
+/// certificate. Returns (certificate PEM, private key PEM).
+pub fn issue_serving_cert(
+    ca_cert_pem: &str,
+    ca_key_pem: &str,
+    common_name: &str,
+    sans: &[String],
+) -> Result<(String, String)> {
+    let ca = Ca::from_pem(ca_cert_pem, ca_key_pem, "CA certificate", "CA key")?;
+    let mut list: Vec<San> = Vec::new();
+    for name in sans {
+        let san = San::parse(name)?;
+        if !list.contains(&san) {
+            list.push(san);
+        }
+    }
+    issue_server(&ca, common_name, &list)
 }
 
 /// The rustls server config of the API server: its certificate, ALPN `h2` and `http/1.1`, and
@@ -521,10 +543,10 @@ fn leaf_is_good(
     )
 }
 
-fn issue_server(ca: &Ca, sans: &[San]) -> Result<(String, String)> {
+fn issue_server(ca: &Ca, cn: &str, sans: &[San]) -> Result<(String, String)> {
     let key = generate_key("server key")?;
     let mut params = CertificateParams::default();
-    params.distinguished_name = common_name(SERVER_COMMON_NAME);
+    params.distinguished_name = common_name(cn);
     params.subject_alt_names = sans.iter().map(San::to_rcgen).collect::<Result<_>>()?;
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];

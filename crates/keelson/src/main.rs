@@ -1,7 +1,10 @@
 //! The keelson binary: every component of the cluster behind one command line.
 
 mod client;
+mod image;
+mod node;
 mod server;
+mod up;
 
 use std::path::PathBuf;
 
@@ -20,8 +23,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a whole single-node cluster: API server, controller manager, scheduler and a node
+    /// agent on containerd, in one process.
+    Up(up::UpArgs),
     /// Run the control plane: the Kubernetes API server and its store.
     Server(server::ServerArgs),
+    /// Run a node agent that joins the cluster a kubeconfig names and runs its pods.
+    Agent(up::AgentArgs),
+    /// Work with the images of this node's containerd.
+    #[command(subcommand)]
+    Image(image::ImageCommand),
     /// Run the controller manager alone, against the cluster a kubeconfig names.
     ControllerManager {
         #[arg(long)]
@@ -60,7 +71,10 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Up(args) => runtime()?.block_on(up::up(args)),
         Command::Server(args) => runtime()?.block_on(server::run(args)),
+        Command::Agent(args) => runtime()?.block_on(up::agent(args)),
+        Command::Image(cmd) => image::run(cmd),
         Command::Bench(args) => runtime()?.block_on(keelson_bench::run(args)),
         Command::ControllerManager { kubeconfig } => runtime()?.block_on(async move {
             let client = client::from_kubeconfig(&kubeconfig).await?;

@@ -50,7 +50,7 @@ pub enum StoreKind {
     Memory,
 }
 
-fn default_data_dir() -> PathBuf {
+pub fn default_data_dir() -> PathBuf {
     if std::env::var_os("USER").is_some_and(|u| u == "root") || is_root() {
         PathBuf::from("/var/lib/keelson")
     } else {
@@ -140,6 +140,7 @@ pub async fn start(
         advertise: SocketAddr::new(adv, args.listen.port()),
         service_cidr: args.service_cidr.clone(),
         node_ports: parse_range(&args.service_node_port_range)?,
+        kubelet_client: Some(kubelet_client(&pki)?),
     };
     let api = keelson_apiserver::Api::new(store, config).await?;
     step(started, "watch cache filled");
@@ -178,12 +179,27 @@ pub async fn start(
     Ok((api, listener, tls))
 }
 
+/// The TLS client the apiserver reaches node agents with (`pods/log`): a fresh
+/// `kube-apiserver-kubelet-client` certificate from the cluster CA.
+fn kubelet_client(pki: &tls::Pki) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let (cert, key) = tls::issue_client_cert(
+        &pki.ca_cert_pem,
+        &pki.ca_key_pem,
+        tls::KUBELET_CLIENT_USER,
+        &[],
+    )
+    .context("issuing the apiserver's client certificate for node agents")?;
+    tls::client_config(&pki.ca_cert_pem, &cert, &key)
+        .context("building the TLS client for node agents")
+}
+
 fn merge_user_kubeconfig(text: &str) -> anyhow::Result<()> {
     let Some(path) = kubeconfig::default_user_kubeconfig() else {
         return Ok(());
     };
     kubeconfig::merge_into(&path, text, "keelson")
         .with_context(|| format!("merging into {}", path.display()))?;
+    give_to_sudo_user(&path);
     eprintln!(
         "         context \"keelson\" merged into {}",
         display(&path)
@@ -191,18 +207,29 @@ fn merge_user_kubeconfig(text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Under `sudo`, hands the merged kubeconfig (and its directory) back to the invoking user.
+fn give_to_sudo_user(path: &Path) {
+    let id = |var: &str| std::env::var(var).ok().and_then(|v| v.parse::<u32>().ok());
+    if let (Some(uid), Some(gid)) = (id("SUDO_UID"), id("SUDO_GID")) {
+        for p in [Some(path), path.parent()].into_iter().flatten() {
+            let _ = std::os::unix::fs::chown(p, Some(uid), Some(gid));
+        }
+    }
+}
+
 fn display(p: &Path) -> String {
     p.display().to_string()
 }
 
-pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
-    let (api, listener, tls) = start(&args).await?;
-    let serving = tokio::spawn(keelson_apiserver::serve(api, listener, tls));
-    // The other control-plane components reach the apiserver over HTTPS, as outside programs.
-    let kubeconfig = args.data_dir.join("kubeconfig");
-    let mut components = tokio::task::JoinSet::new();
+/// Starts the controller manager and the scheduler (unless disabled) on `components`; they
+/// reach the apiserver over HTTPS, as outside programs.
+pub async fn spawn_components(
+    args: &ServerArgs,
+    kubeconfig: &Path,
+    components: &mut tokio::task::JoinSet<(&'static str, anyhow::Result<()>)>,
+) -> anyhow::Result<()> {
     if !args.disable_controllers {
-        let client = crate::client::from_kubeconfig(&kubeconfig).await?;
+        let client = crate::client::from_kubeconfig(kubeconfig).await?;
         components.spawn(async move {
             (
                 "controller manager",
@@ -211,7 +238,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         });
     }
     if !args.disable_scheduler {
-        let client = crate::client::from_kubeconfig(&kubeconfig).await?;
+        let client = crate::client::from_kubeconfig(kubeconfig).await?;
         components.spawn(async move {
             (
                 "scheduler",
@@ -219,6 +246,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             )
         });
     }
+    Ok(())
+}
+
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let (api, listener, tls) = start(&args).await?;
+    let serving = tokio::spawn(keelson_apiserver::serve(api, listener, tls));
+    let kubeconfig = args.data_dir.join("kubeconfig");
+    let mut components = tokio::task::JoinSet::new();
+    spawn_components(&args, &kubeconfig, &mut components).await?;
     tokio::select! {
         r = serving => r.context("the apiserver task failed")?.context("serving")?,
         Some(Ok((name, result))) = components.join_next() => {

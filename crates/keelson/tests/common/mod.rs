@@ -14,7 +14,9 @@ pub struct Cluster {
     pub child: Option<Child>,
     pub kubeconfig: PathBuf,
     pub port: u16,
-    extra_args: Vec<String>,
+    pub extra_args: Vec<String>,
+    /// `keelson up` (a node agent on containerd) rather than `keelson server`.
+    node: bool,
 }
 
 /// The kubectl binary the tests use.
@@ -58,9 +60,68 @@ impl Cluster {
             child: None,
             port: free_port(),
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            node: false,
         };
         c.spawn();
         c
+    }
+
+    /// Starts `keelson up` (API server, controllers, scheduler and a node agent on its own
+    /// containerd, pulling docker.io images from the local test registry) and waits until the
+    /// node is Ready. Call only when [`have_node`] says yes.
+    pub fn up(extra: &[&str]) -> Cluster {
+        Self::up_with(extra, true)
+    }
+
+    /// [`Cluster::up`], choosing whether a clean stop removes the pods (without, they keep
+    /// running for the next start to adopt).
+    pub fn up_with(extra: &[&str], remove_pods_on_exit: bool) -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let agent_port = free_port().to_string();
+        let mut args = vec![
+            "--agent-port",
+            &agent_port,
+            "--registry-mirror",
+            "docker.io=http://127.0.0.1:5000",
+        ];
+        if remove_pods_on_exit {
+            args.push("--remove-pods-on-exit");
+        }
+        args.extend_from_slice(extra);
+        let mut c = Cluster {
+            kubeconfig: dir.path().join("data/kubeconfig"),
+            dir,
+            child: None,
+            port: free_port(),
+            extra_args: args.iter().map(|s| s.to_string()).collect(),
+            node: true,
+        };
+        c.spawn();
+        eventually(30, || {
+            let out = c.kubectl(&["get", "nodes", "--no-headers"]);
+            String::from_utf8_lossy(&out.stdout)
+                .contains(" Ready ")
+                .then_some(())
+        });
+        c
+    }
+
+    /// Stops the process with SIGTERM (a clean shutdown) and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -69,9 +130,14 @@ impl Cluster {
 
     /// Starts (or restarts) the server process and waits until it answers.
     pub fn spawn(&mut self) {
-        let log = std::fs::File::create(self.dir.path().join("server.log")).expect("log file");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("server.log"))
+            .expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_keelson"))
-            .args(["server", "--no-merge-kubeconfig", "--listen"])
+            .arg(if self.node { "up" } else { "server" })
+            .args(["--no-merge-kubeconfig", "--listen"])
             .arg(format!("127.0.0.1:{}", self.port))
             .arg("--data-dir")
             .arg(self.data_dir())
@@ -194,8 +260,43 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        self.kill();
+        if self.node {
+            // A clean stop removes the pods and stops the containerd this cluster started.
+            self.stop();
+        } else {
+            self.kill();
+        }
     }
+}
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
+}
+
+/// Whether tests that run real containers can run here: root, containerd and the CNI plugins
+/// installed, kubectl present. They skip (saying why) where not; where they can run, the test
+/// images must be in the local registry (`scripts/test-images`), or they fail saying so.
+pub fn have_node() -> bool {
+    if !have_kubectl() {
+        return false;
+    }
+    if !is_root() {
+        eprintln!("SKIP: this test runs real containers: it needs root (CI runs it as root)");
+        return false;
+    }
+    let found = |p: &str| Path::new(p).exists();
+    if !(found("/usr/bin/containerd") || found("/usr/local/bin/containerd")) {
+        eprintln!("SKIP: this test runs real containers: containerd is not installed");
+        return false;
+    }
+    let registry = std::net::TcpStream::connect(("127.0.0.1", 5000)).is_ok();
+    assert!(
+        registry,
+        "root and containerd are here but no test registry answers on 127.0.0.1:5000: run scripts/test-images first"
+    );
+    true
 }
 
 /// Polls `f` until it returns Some, for at most `secs` seconds.

@@ -1,0 +1,166 @@
+//! `keelson up` (a whole single-node cluster in one process) and `keelson agent` (a node that
+//! joins a cluster).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use keelson_pki::tls;
+
+use crate::node::{self, NodeArgs};
+use crate::server::{self, ServerArgs};
+
+#[derive(clap::Args, Debug)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct AgentArgs {
+    /// Kubeconfig of the cluster to join (the one the server wrote).
+    #[arg(long)]
+    pub kubeconfig: PathBuf,
+    /// The server's PKI directory (its `ca.crt` and `ca.key`), to issue this node's serving
+    /// certificate for `kubectl logs`.
+    #[arg(long)]
+    pub pki_dir: Option<PathBuf>,
+    /// Where containerd, logs and agent state live.
+    #[arg(long, default_value = "/var/lib/keelson-agent")]
+    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+fn stepper(started: Instant) -> impl Fn(&str) + Send + Sync + Clone + 'static {
+    move |what: &str| eprintln!("[{:>6.2}s] {what}", started.elapsed().as_secs_f64())
+}
+
+/// Waits for Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Runs the agent against `client` until it fails or the process is told to stop.
+async fn run_node(
+    client: kube::Client,
+    data_dir: PathBuf,
+    args: NodeArgs,
+    ca: Option<(String, String)>,
+    started: Instant,
+    control_plane: Option<tokio::task::JoinSet<(&'static str, anyhow::Result<()>)>>,
+) -> anyhow::Result<()> {
+    let step = stepper(started);
+    node::ensure_packages(&step)?;
+    let rt = node::start_runtime(&data_dir, &args, &step).await?;
+    let host = keelson_agent::host::Host::read(&data_dir);
+    let name = args
+        .node_name
+        .clone()
+        .unwrap_or_else(|| host.hostname.clone());
+    let tls = match &ca {
+        Some((cert, key)) => Some(
+            keelson_agent::server::agent_tls(
+                cert,
+                key,
+                &name,
+                &[host.address, [127, 0, 0, 1].into()],
+            )
+            .context("issuing the agent's serving certificate")?,
+        ),
+        None => None,
+    };
+    let progress_step = step.clone();
+    let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let cfg = keelson_agent::AgentConfig {
+        node_name: Some(name),
+        data_dir: data_dir.join("agent"),
+        pod_cidr: args.pod_cidr.clone(),
+        cni_conf_dir: rt.cni_conf_dir.clone(),
+        port: args.agent_port,
+        tls,
+        progress: Arc::new(move |s: &str| progress_step(s)),
+        stopping: stopping.clone(),
+    };
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+    let runtime: Arc<dyn keelson_cri::Runtime> = rt.runtime.clone();
+    let agent = tokio::spawn(keelson_agent::run(client, runtime, cfg));
+    let mut control_plane = control_plane.unwrap_or_default();
+    let result = tokio::select! {
+        r = agent => r.context("the agent task failed")?.context("the agent stopped"),
+        Some(Ok((name, result))) = control_plane.join_next() => {
+            result.with_context(|| format!("the {name} stopped")).and(Err(anyhow::anyhow!("the {name} stopped")))
+        }
+        _ = shutdown_signal() => {
+            eprintln!("shutting down");
+            Ok(())
+        }
+    };
+    stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+    if args.remove_pods_on_exit {
+        // Let actions already under way finish, then remove everything.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        node::remove_all_pods(rt.runtime.as_ref()).await;
+    }
+    if let Some(c) = rt.containerd {
+        c.stop().await;
+    }
+    result
+}
+
+pub async fn up(args: UpArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let step = stepper(started);
+    step("starting keelson: API server, controller manager, scheduler, node agent");
+    let (api, listener, tls_config) = server::start(&args.server).await?;
+    let mut components = tokio::task::JoinSet::new();
+    components.spawn(async move {
+        (
+            "apiserver",
+            keelson_apiserver::serve(api, listener, tls_config)
+                .await
+                .map_err(anyhow::Error::from),
+        )
+    });
+    let kubeconfig = args.server.data_dir.join("kubeconfig");
+    server::spawn_components(&args.server, &kubeconfig, &mut components).await?;
+    let pki = tls::load_or_create(&args.server.data_dir.join("pki"), &[])
+        .context("loading the cluster CA")?;
+    let client = crate::client::from_kubeconfig(&kubeconfig).await?;
+    run_node(
+        client,
+        args.server.data_dir.clone(),
+        args.node,
+        Some((pki.ca_cert_pem, pki.ca_key_pem)),
+        started,
+        Some(components),
+    )
+    .await
+}
+
+pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let client = crate::client::from_kubeconfig(&args.kubeconfig).await?;
+    let ca = match &args.pki_dir {
+        Some(dir) => {
+            let read = |f: &str| {
+                std::fs::read_to_string(dir.join(f))
+                    .with_context(|| format!("reading {}", dir.join(f).display()))
+            };
+            Some((read(tls::CA_CERT_FILE)?, read(tls::CA_KEY_FILE)?))
+        }
+        None => None,
+    };
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
+    run_node(client, args.data_dir, args.node, ca, started, None).await
+}
