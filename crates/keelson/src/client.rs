@@ -7,6 +7,12 @@ use anyhow::Context;
 
 /// A client for the cluster `path` (a kubeconfig file) describes.
 pub async fn from_kubeconfig(path: &Path) -> anyhow::Result<kube::Client> {
+    with_server(path, None).await
+}
+
+/// A client for the cluster `path` describes, at `server` instead of the kubeconfig's URL when
+/// one is given (a node reaching the control plane at another address).
+pub async fn with_server(path: &Path, server: Option<&str>) -> anyhow::Result<kube::Client> {
     let kubeconfig = kube::config::Kubeconfig::read_from(path)
         .with_context(|| format!("reading kubeconfig {}", path.display()))?;
     let config = kube::Config::from_custom_kubeconfig(
@@ -15,5 +21,11 @@ pub async fn from_kubeconfig(path: &Path) -> anyhow::Result<kube::Client> {
     )
     .await
     .with_context(|| format!("loading kubeconfig {}", path.display()))?;
+    let mut config = config;
+    if let Some(url) = server {
+        config.cluster_url = url
+            .parse()
+            .with_context(|| format!("--server {url:?} is not a URL"))?;
+    }
     kube::Client::try_from(config).context("building the API client")
 }

@@ -24,6 +24,10 @@ pub struct AgentArgs {
     /// Kubeconfig of the cluster to join (the one the server wrote).
     #[arg(long)]
     pub kubeconfig: PathBuf,
+    /// The API server's URL, when this node reaches it at another address than the
+    /// kubeconfig names (e.g. `https://10.0.0.1:6443`).
+    #[arg(long)]
+    pub server: Option<String>,
     /// The server's PKI directory (its `ca.crt` and `ca.key`), to issue this node's serving
     /// certificate for `kubectl logs`.
     #[arg(long)]
@@ -149,7 +153,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
 
 pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    let client = crate::client::from_kubeconfig(&args.kubeconfig).await?;
+    let client = crate::client::with_server(&args.kubeconfig, args.server.as_deref()).await?;
     let ca = match &args.pki_dir {
         Some(dir) => {
             let read = |f: &str| {
