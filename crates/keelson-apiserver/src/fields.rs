@@ -62,17 +62,42 @@ pub fn list_key(field: &str, items: &[Value]) -> Option<&'static str> {
     })
 }
 
+/// The keys that identify an item of an associative list in a field set: the list-map keys of
+/// the OpenAPI schema, which for ports include the protocol (upstream's
+/// `k:{"containerPort":80,"protocol":"TCP"}`), unlike the strategic merge key.
+fn set_keys(field: &str, items: &[Value]) -> Option<&'static [&'static str]> {
+    Some(match list_key(field, items)? {
+        "containerPort" => &["containerPort", "protocol"],
+        "port" => &["port", "protocol"],
+        "name" => &["name"],
+        "mountPath" => &["mountPath"],
+        "devicePath" => &["devicePath"],
+        "ip" => &["ip"],
+        "type" => &["type"],
+        "uid" => &["uid"],
+        _ => return None,
+    })
+}
+
 fn is_set(field: &str) -> bool {
     field == "finalizers"
 }
 
-/// The path element of a list item with merge key `key`.
-fn item_key(key: &str, item: &Value) -> String {
+/// The path element of a list item identified by `keys` (keys the item lacks are left out,
+/// as upstream's are when the field is unset).
+fn item_key(keys: &[&str], item: &Value) -> String {
     let mut m = Map::new();
-    m.insert(
-        key.to_string(),
-        item.get(key).cloned().unwrap_or(Value::Null),
-    );
+    for key in keys {
+        match item.get(*key) {
+            Some(v) if !v.is_null() => {
+                m.insert(key.to_string(), v.clone());
+            }
+            _ if keys.len() == 1 => {
+                m.insert(key.to_string(), Value::Null);
+            }
+            _ => {}
+        }
+    }
     format!("k:{}", Value::Object(m))
 }
 
@@ -121,13 +146,13 @@ impl FieldSet {
                 }
             }
             Value::Array(items) => {
-                if let Some(key) =
-                    list_key(field, items).filter(|_| items.iter().all(Value::is_object))
+                if let Some(keys) =
+                    set_keys(field, items).filter(|_| items.iter().all(Value::is_object))
                 {
                     for item in items {
                         let mut node = Self::of_value("", item);
                         node.0.insert(".".into(), FieldSet::default());
-                        set.0.insert(item_key(key, item), node);
+                        set.0.insert(item_key(keys, item), node);
                     }
                 } else if is_set(field) {
                     for item in items {
@@ -453,7 +478,7 @@ mod tests {
         let obj = json!({
             "apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": "d", "labels": {"app": "x"}, "uid": "u"},
-            "spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "c", "image": "nginx", "ports": [{"containerPort": 80}]}]}}},
+            "spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "c", "image": "nginx", "ports": [{"containerPort": 80, "protocol": "TCP"}]}]}}},
         });
         let fs = FieldSet::of_object(&obj, false).to_fields_v1();
         assert_eq!(
@@ -462,7 +487,7 @@ mod tests {
                 "f:metadata": {"f:labels": {".": {}, "f:app": {}}},
                 "f:spec": {"f:replicas": {}, "f:template": {"f:spec": {"f:containers": {
                     "k:{\"name\":\"c\"}": {".": {}, "f:image": {}, "f:name": {}, "f:ports": {
-                        "k:{\"containerPort\":80}": {".": {}, "f:containerPort": {}}
+                        "k:{\"containerPort\":80,\"protocol\":\"TCP\"}": {".": {}, "f:containerPort": {}, "f:protocol": {}}
                     }}
                 }}}}
             })

@@ -2,7 +2,7 @@
 //! speed, times each from its create request to Running (one watch on pods), reads memory, and
 //! runs `ctr run` of the same image on the same containerd as the peer.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -133,6 +133,7 @@ async fn measure(
         rate: opts.rate,
         in_flight: opts.in_flight,
         start_to_ready_s: cluster.start_to_ready.as_secs_f64(),
+        load_before: load_average(),
         ..PodsReport::default()
     };
     tokio::time::sleep(IDLE_SETTLE).await;
@@ -194,7 +195,16 @@ async fn measure(
         report.ctr.summary.p50_ms,
         report.ctr.summary.p99_ms
     ));
+    report.load_after = load_average();
     Ok(report)
+}
+
+/// The 1-minute load average of the machine (0 when unknown).
+fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
 }
 
 async fn create_namespace(api: &Api) -> anyhow::Result<()> {
@@ -255,6 +265,8 @@ pub fn running_and_ready(pod: &Value) -> bool {
 struct Seen {
     /// When each pod was first seen Running and Ready (the arrival of that event).
     ready: HashMap<String, Instant>,
+    /// When each pod was first seen bound to a node (`spec.nodeName` set by the scheduler).
+    bound: HashMap<String, Instant>,
     /// The last error of the watch (it reconnects after one).
     error: Option<String>,
 }
@@ -284,6 +296,10 @@ impl PodWatch {
         self.lock().ready.get(name).copied()
     }
 
+    fn bound_at(&self, name: &str) -> Option<Instant> {
+        self.lock().bound.get(name).copied()
+    }
+
     fn ready_count(&self, names: &[String]) -> usize {
         let seen = self.lock();
         names.iter().filter(|n| seen.ready.contains_key(*n)).count()
@@ -298,6 +314,12 @@ impl PodWatch {
     }
 
     fn stop(self) {
+        // Dropping stops the watch.
+    }
+}
+
+impl Drop for PodWatch {
+    fn drop(&mut self) {
         self.task.abort();
     }
 }
@@ -390,9 +412,14 @@ async fn watch_once(
         for line in take_lines(&mut buf) {
             match serde_json::from_slice::<Value>(&line) {
                 Ok(event) => match event_ready(&event) {
-                    EventMeaning::Ready(name) => {
+                    EventMeaning::Pod { name, bound, ready } => {
                         let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
-                        seen.ready.entry(name).or_insert(arrived);
+                        if bound || ready {
+                            seen.bound.entry(name.clone()).or_insert(arrived);
+                        }
+                        if ready {
+                            seen.ready.entry(name).or_insert(arrived);
+                        }
                     }
                     EventMeaning::Error(message) => {
                         return Err(format!("the watch of pods sent an ERROR event: {message}"));
@@ -412,8 +439,12 @@ async fn watch_once(
 /// What a watch event means to the bench.
 #[derive(Debug, PartialEq)]
 enum EventMeaning {
-    /// The named pod is Running and Ready.
-    Ready(String),
+    /// A pod added or modified: whether it is bound to a node, and Running and Ready.
+    Pod {
+        name: String,
+        bound: bool,
+        ready: bool,
+    },
     Error(String),
     Other,
 }
@@ -421,9 +452,16 @@ enum EventMeaning {
 fn event_ready(event: &Value) -> EventMeaning {
     let object = event.get("object").unwrap_or(&Value::Null);
     match event.get("type").and_then(Value::as_str) {
-        Some("ADDED" | "MODIFIED") if running_and_ready(object) => {
+        Some("ADDED" | "MODIFIED") => {
             match object.pointer("/metadata/name").and_then(Value::as_str) {
-                Some(name) => EventMeaning::Ready(name.to_string()),
+                Some(name) => EventMeaning::Pod {
+                    name: name.to_string(),
+                    bound: object
+                        .pointer("/spec/nodeName")
+                        .and_then(Value::as_str)
+                        .is_some_and(|n| !n.is_empty()),
+                    ready: running_and_ready(object),
+                },
                 None => EventMeaning::Other,
             }
         }
@@ -537,13 +575,25 @@ async fn run_phase(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let mut latencies = Vec::new();
+    let mut to_bound = Vec::new();
+    let mut bound_to_ready = Vec::new();
     let mut last_ready = start;
     for name in &created {
-        if let (Some(sent), Some(ready)) = (sent.get(name), watch.ready_at(name)) {
+        let Some(sent) = sent.get(name) else { continue };
+        let bound = watch.bound_at(name);
+        if let Some(bound) = bound {
+            to_bound.push(bound.saturating_duration_since(*sent));
+        }
+        if let Some(ready) = watch.ready_at(name) {
             latencies.push(ready.saturating_duration_since(*sent));
             last_ready = last_ready.max(ready);
+            if let Some(bound) = bound {
+                bound_to_ready.push(ready.saturating_duration_since(bound));
+            }
         }
     }
+    phase.to_bound = Summary::of(&to_bound);
+    phase.bound_to_running = Summary::of(&bound_to_ready);
     phase.running = latencies.len();
     phase.wall = if phase.running == created.len() {
         last_ready.saturating_duration_since(start)
@@ -563,12 +613,15 @@ async fn run_phase(
         ));
     }
     progress.say(format_args!(
-        "{} of {total} Running in {:.2} s: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        "{} of {total} Running in {:.2} s: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms \
+         (create → bound p50 {:.0} ms, bound → Running p50 {:.0} ms)",
         phase.running,
         phase.wall.as_secs_f64(),
         phase.summary.p50_ms,
         phase.summary.p99_ms,
-        phase.summary.max_ms
+        phase.summary.max_ms,
+        phase.to_bound.p50_ms,
+        phase.bound_to_running.p50_ms
     ));
     phase
 }
@@ -686,31 +739,56 @@ async fn ctr_peer(socket: &Path, runs: usize) -> CtrPeer {
         ..CtrPeer::default()
     };
     let mut latencies = Vec::new();
-    let mut started = HashSet::new();
+    let mut started = CtrContainers {
+        socket: socket.to_path_buf(),
+        ids: Vec::new(),
+    };
     for k in 0..runs {
         let id = format!("keelson-bench-ctr-{k}");
         let begin = Instant::now();
         match ctr(&ctr_run_args(socket, &id)).await {
             Ok(()) => {
                 latencies.push(begin.elapsed());
-                started.insert(id);
+                started.ids.push(id);
             }
             Err(e) => {
                 peer.errors += 1;
                 peer.first_error.get_or_insert(e);
                 // A half-made container would still need removing.
-                started.insert(id);
+                started.ids.push(id);
             }
         }
     }
     peer.summary = Summary::of(&latencies);
-    for id in &started {
-        for args in ctr_cleanup_args(socket, id) {
+    for id in std::mem::take(&mut started.ids) {
+        for args in ctr_cleanup_args(socket, &id) {
             // The task may be gone already (or never started): only the container matters.
             let _ = ctr(&args).await;
         }
     }
     peer
+}
+
+/// Containers made with `ctr run` and not removed yet; dropping this (on an error or Ctrl-C)
+/// removes them, as `keelson up` removes only its own pods when it stops.
+struct CtrContainers {
+    socket: std::path::PathBuf,
+    ids: Vec<String>,
+}
+
+impl Drop for CtrContainers {
+    fn drop(&mut self) {
+        for id in &self.ids {
+            for args in ctr_cleanup_args(&self.socket, id) {
+                let _ = std::process::Command::new("ctr")
+                    .args(&args)
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .status();
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -767,24 +845,35 @@ mod tests {
             assert_eq!(event_ready(&event), want, "{event}");
         }
         let pod = |phase: &str, ready: &str| {
-            json!({"metadata": {"name": "p"}, "status": {"phase": phase,
+            json!({"metadata": {"name": "p"}, "spec": {"nodeName": "vm"}, "status": {"phase": phase,
                 "conditions": [{"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": ready}]}})
+        };
+        let seen = |bound: bool, ready: bool| EventMeaning::Pod {
+            name: "p".into(),
+            bound,
+            ready,
         };
         check(
             json!({"type": "MODIFIED", "object": pod("Running", "True")}),
-            EventMeaning::Ready("p".into()),
+            seen(true, true),
         );
         check(
             json!({"type": "ADDED", "object": pod("Running", "True")}),
-            EventMeaning::Ready("p".into()),
+            seen(true, true),
+        );
+        let mut unbound = pod("Pending", "False");
+        unbound["spec"]["nodeName"] = json!("");
+        check(
+            json!({"type": "ADDED", "object": unbound}),
+            seen(false, false),
         );
         check(
             json!({"type": "MODIFIED", "object": pod("Running", "False")}),
-            EventMeaning::Other,
+            seen(true, false),
         );
         check(
             json!({"type": "MODIFIED", "object": pod("Pending", "True")}),
-            EventMeaning::Other,
+            seen(true, false),
         );
         check(
             json!({"type": "DELETED", "object": pod("Running", "True")}),

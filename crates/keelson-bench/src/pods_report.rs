@@ -29,6 +29,10 @@ pub struct PodPhase {
     /// Pods seen Running and Ready.
     pub running: usize,
     pub summary: Summary,
+    /// From the create request to the watch event showing the pod bound to the node.
+    pub to_bound: Summary,
+    /// From that event to the one showing it Running and Ready.
+    pub bound_to_running: Summary,
     /// From the first create to the last pod Running (or to giving up).
     pub wall: Duration,
     /// From the first delete to the last pod gone.
@@ -72,6 +76,10 @@ pub struct PodsReport {
     pub slow: PodPhase,
     pub full: PodPhase,
     pub ctr: CtrPeer,
+    /// The 1-minute load average at the start and at the end (other work on the machine
+    /// skews every figure).
+    pub load_before: f64,
+    pub load_after: f64,
 }
 
 impl PodsReport {
@@ -212,7 +220,24 @@ impl PodsReport {
             "ctr run: the same image on the same containerd, one after another; it sets up no \
              pod sandbox and no CNI network, a pod does both"
         );
-        let _ = writeln!(out, "cores {}", self.cores);
+        for (label, p) in [
+            (rate_label_short(self.rate), &self.slow),
+            ("full speed".to_string(), &self.full),
+        ] {
+            let _ = writeln!(
+                out,
+                "{label}: create → bound p50 {:.0} ms, p99 {:.0} ms; bound → Running p50 {:.0} ms, p99 {:.0} ms",
+                p.to_bound.p50_ms,
+                p.to_bound.p99_ms,
+                p.bound_to_running.p50_ms,
+                p.bound_to_running.p99_ms
+            );
+        }
+        let _ = writeln!(
+            out,
+            "cores {}, load average {:.2} at the start, {:.2} at the end",
+            self.cores, self.load_before, self.load_after
+        );
         let _ = writeln!(
             out,
             "start → node Ready {:.2} s (from spawning keelson up)",
@@ -264,6 +289,14 @@ impl PodsReport {
             put(&format!("p99_ms_{suffix}"), json!(round(p.summary.p99_ms)));
             put(&format!("max_ms_{suffix}"), json!(round(p.summary.max_ms)));
             put(&format!("running_{suffix}"), json!(p.running));
+            put(
+                &format!("bound_p50_ms_{suffix}"),
+                json!(round(p.to_bound.p50_ms)),
+            );
+            put(
+                &format!("bound_to_running_p50_ms_{suffix}"),
+                json!(round(p.bound_to_running.p50_ms)),
+            );
             put(&format!("failed_{suffix}"), json!(p.failed()));
             put(
                 &format!("wall_s_{suffix}"),
@@ -293,6 +326,8 @@ impl PodsReport {
         put("rate", json!(round(self.rate)));
         put("in_flight", json!(self.in_flight));
         put("cores", json!(self.cores));
+        put("load_before", json!(round(self.load_before)));
+        put("load_after", json!(round(self.load_after)));
         let goals: Map<String, Value> = self
             .goals()
             .into_iter()
@@ -327,6 +362,8 @@ mod tests {
             created: 100,
             running: 100,
             summary: summary(p50, p99),
+            to_bound: summary(p50 / 10.0, p99 / 10.0),
+            bound_to_running: summary(p50 * 0.9, p99 * 0.9),
             wall: Duration::from_secs(20),
             delete: Duration::from_secs(3),
             first_error: None,
@@ -355,6 +392,8 @@ mod tests {
                 summary: summary(120.0, 150.0),
                 first_error: None,
             },
+            load_before: 0.5,
+            load_after: 1.25,
         }
     }
 
@@ -417,6 +456,8 @@ mod tests {
             ("idle_rss_mib", json!(40.0)),
             ("containerd_rss_mib", json!(50.0)),
             ("cores", json!(2)),
+            ("bound_p50_ms_5pps", json!(15.0)),
+            ("load_after", json!(1.25)),
             ("pods", json!(100)),
         ] {
             assert_eq!(j[key], want, "{key}");
@@ -461,6 +502,15 @@ mod tests {
         assert!(table.contains("in ONE process"), "{table}");
         assert!(table.contains("no CNI network"), "{table}");
         assert!(table.contains("PASS  start → node Ready 0.90 s"), "{table}");
-        assert!(table.contains("cores 2"), "{table}");
+        assert!(
+            table.contains("cores 2, load average 0.50 at the start, 1.25 at the end"),
+            "{table}"
+        );
+        assert!(
+            table.contains(
+                "5 pods/s: create → bound p50 15 ms, p99 40 ms; bound → Running p50 135 ms"
+            ),
+            "{table}"
+        );
     }
 }

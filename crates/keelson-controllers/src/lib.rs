@@ -14,6 +14,7 @@ pub mod informer;
 pub mod job;
 pub mod namespace;
 pub mod nodeipam;
+pub mod nodelifecycle;
 pub mod pod;
 pub mod replicaset;
 pub mod selector;
@@ -25,6 +26,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     Endpoints, Namespace, Node, Pod, ReplicationController, Service, ServiceAccount,
 };
@@ -46,6 +48,8 @@ pub struct Options {
     pub clock: clock::Clock,
     /// The range node pod CIDRs are carved from.
     pub cluster_cidr: String,
+    /// How nodes whose agents go quiet are judged.
+    pub node_lifecycle: nodelifecycle::Settings,
 }
 
 impl Default for Options {
@@ -55,6 +59,7 @@ impl Default for Options {
             job_backoff_base: Duration::from_secs(10),
             clock: clock::Clock::real(),
             cluster_cidr: "10.42.0.0/16".into(),
+            node_lifecycle: nodelifecycle::Settings::default(),
         }
     }
 }
@@ -75,6 +80,7 @@ pub async fn run(client: kube::Client, options: Options) -> anyhow::Result<()> {
     let services = Informer::<Service>::new(Api::all(client.clone()));
     let endpoints = Informer::<Endpoints>::new(Api::all(client.clone()));
     let slices = Informer::<EndpointSlice>::new(Api::all(client.clone()));
+    let leases = Informer::<Lease>::new(Api::namespaced(client.clone(), "kube-node-lease"));
     // Controllers subscribe when built, before the informers start.
     let controllers: Vec<BoxFuture<'static, ()>> = vec![
         replicaset::run(client.clone(), &pods, &replicasets).boxed(),
@@ -93,6 +99,15 @@ pub async fn run(client: kube::Client, options: Options) -> anyhow::Result<()> {
         cronjob::run(client.clone(), &cronjobs, &jobs, options.clock.clone()).boxed(),
         gc::run(client.clone()).boxed(),
         nodeipam::run(client.clone(), &nodes, options.cluster_cidr.clone()).boxed(),
+        nodelifecycle::run(
+            client.clone(),
+            &nodes,
+            &pods,
+            &leases,
+            options.node_lifecycle.clone(),
+            options.clock.clone(),
+        )
+        .boxed(),
     ];
     pods.start();
     replicasets.start();
@@ -108,6 +123,7 @@ pub async fn run(client: kube::Client, options: Options) -> anyhow::Result<()> {
     services.start();
     endpoints.start();
     slices.start();
+    leases.start();
     // One waiter per store: a store's readiness signal wakes only one task.
     pods.wait_ready().await;
     replicasets.wait_ready().await;
@@ -123,6 +139,7 @@ pub async fn run(client: kube::Client, options: Options) -> anyhow::Result<()> {
     services.wait_ready().await;
     endpoints.wait_ready().await;
     slices.wait_ready().await;
+    leases.wait_ready().await;
     tracing::debug!("caches filled; starting controllers");
     futures::future::join_all(controllers).await;
     std::future::pending().await

@@ -42,6 +42,22 @@ pub struct ServerArgs {
     /// Do not run the scheduler in this process.
     #[arg(long)]
     pub disable_scheduler: bool,
+    /// How long a node's Lease may go unrenewed before the node turns Unknown and its pods
+    /// are evicted (as kube-controller-manager's flag; `40s`).
+    #[arg(long, default_value = "40s", value_parser = parse_seconds)]
+    pub node_monitor_grace_period: std::time::Duration,
+}
+
+/// `40s`, `2m` or plain seconds.
+fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
+    let (num, unit) = match s.strip_suffix('m') {
+        Some(n) => (n, 60),
+        None => (s.strip_suffix('s').unwrap_or(s), 1),
+    };
+    num.trim()
+        .parse::<u64>()
+        .map(|n| std::time::Duration::from_secs(n * unit))
+        .map_err(|_| format!("{s:?} is not a duration like 40s or 2m"))
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -230,10 +246,16 @@ pub async fn spawn_components(
 ) -> anyhow::Result<()> {
     if !args.disable_controllers {
         let client = crate::client::from_kubeconfig(kubeconfig).await?;
+        let mut options = keelson_controllers::Options::default();
+        options.node_lifecycle.grace = args.node_monitor_grace_period;
+        options.node_lifecycle.period = (args.node_monitor_grace_period / 8).clamp(
+            std::time::Duration::from_millis(200),
+            std::time::Duration::from_secs(5),
+        );
         components.spawn(async move {
             (
                 "controller manager",
-                keelson_controllers::run(client, Default::default()).await,
+                keelson_controllers::run(client, options).await,
             )
         });
     }

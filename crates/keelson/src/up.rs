@@ -43,13 +43,27 @@ fn stepper(started: Instant) -> impl Fn(&str) + Send + Sync + Clone + 'static {
     move |what: &str| eprintln!("[{:>6.2}s] {what}", started.elapsed().as_secs_f64())
 }
 
-/// Waits for Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing the SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+/// Ctrl-C and SIGTERM, caught from the moment this is called (a signal during start-up is not
+/// lost, and never kills the process before the containerd it started is stopped).
+struct Shutdown {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Shutdown {
+    fn catch() -> anyhow::Result<Shutdown> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Shutdown {
+            term: signal(SignalKind::terminate()).context("catching SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("catching SIGINT")?,
+        })
+    }
+
+    async fn wait(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
     }
 }
 
@@ -62,6 +76,7 @@ async fn run_node(
     started: Instant,
     control_plane: Option<tokio::task::JoinSet<(&'static str, anyhow::Result<()>)>>,
 ) -> anyhow::Result<()> {
+    let mut shutdown = Shutdown::catch()?;
     let step = stepper(started);
     node::ensure_packages(&step)?;
     let rt = node::start_runtime(&data_dir, &args, &step).await?;
@@ -104,7 +119,7 @@ async fn run_node(
         Some(Ok((name, result))) = control_plane.join_next() => {
             result.with_context(|| format!("the {name} stopped")).and(Err(anyhow::anyhow!("the {name} stopped")))
         }
-        _ = shutdown_signal() => {
+        _ = shutdown.wait() => {
             eprintln!("shutting down");
             Ok(())
         }
@@ -114,6 +129,13 @@ async fn run_node(
         // Let actions already under way finish, then remove everything.
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         node::remove_all_pods(rt.runtime.as_ref()).await;
+        let pods_dir = data_dir.join("agent").join("pods");
+        if let Err(e) = keelson_agent::pods::volumes::cleanup_all(
+            &keelson_agent::pods::volumes::HostMounter,
+            &pods_dir,
+        ) {
+            tracing::warn!(dir = %pods_dir.display(), error = %e, "removing pod volumes");
+        }
     }
     if let Some(c) = rt.containerd {
         c.stop().await;

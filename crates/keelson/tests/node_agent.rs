@@ -4,29 +4,11 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Cluster, eventually, have_node};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-fn http_get(ip: &str, port: u16) -> Option<String> {
-    let addr = format!("{ip}:{port}").parse().ok()?;
-    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
-    write!(s, "GET / HTTP/1.1\r\nHost: {ip}\r\nConnection: close\r\n\r\n").ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out)
-}
+use common::{Cluster, eventually, free_port, have_node, http_get};
 
 /// A `keelson agent` process; stopped with SIGTERM when dropped.
 struct Agent {
@@ -118,10 +100,16 @@ fn a_separate_agent_runs_pods_and_cleans_up_after_downtime() {
             .then_some(())
     });
     let labels = c.ok(&["get", "node", "worker-1", "--show-labels", "--no-headers"]);
-    assert!(labels.contains("kubernetes.io/hostname=worker-1"), "{labels}");
+    assert!(
+        labels.contains("kubernetes.io/hostname=worker-1"),
+        "{labels}"
+    );
     assert!(labels.contains("kubernetes.io/os=linux"), "{labels}");
     let cidr = c.ok(&["get", "node", "worker-1", "-o", "jsonpath={.spec.podCIDR}"]);
-    assert!(cidr.starts_with("10.42.") && cidr.ends_with("/24"), "{cidr:?}");
+    assert!(
+        cidr.starts_with("10.42.") && cidr.ends_with("/24"),
+        "{cidr:?}"
+    );
 
     c.ok(&["run", "web", "--image=kubetm/p8080"]);
     let ip = wait_running(&c, &agent, "web");
@@ -136,7 +124,10 @@ fn a_separate_agent_runs_pods_and_cleans_up_after_downtime() {
     // Down: the pod keeps running; deleted meanwhile (forced, as nothing can finish a graceful
     // deletion without the node)...
     agent.stop();
-    assert!(http_get(&ip, 8080).is_some(), "the container should outlive the agent");
+    assert!(
+        http_get(&ip, 8080).is_some(),
+        "the container should outlive the agent"
+    );
     c.ok(&["delete", "pod", "web", "--grace-period=0", "--force"]);
     // ...and cleaned up once the agent is back.
     let agent = Agent::start(&c, &dir, port, true);

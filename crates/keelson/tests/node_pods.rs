@@ -4,10 +4,9 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::time::Duration;
 
-use common::{Cluster, eventually, have_node};
+use common::{Cluster, eventually, have_node, http_get};
 
 /// Seed 000's two-container pod, unmodified.
 const SEED_POD_1: &str = "\
@@ -26,21 +25,6 @@ spec:
     ports:
     - containerPort: 8080
 ";
-
-/// `GET /` on `ip:port` from the node; the response body, or None if nothing answers.
-fn http_get(ip: &str, port: u16) -> Option<String> {
-    let addr = format!("{ip}:{port}").parse().ok()?;
-    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
-    write!(
-        s,
-        "GET / HTTP/1.1\r\nHost: {ip}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    out.split_once("\r\n\r\n").map(|(_, body)| body.to_string())
-}
 
 fn jsonpath(c: &Cluster, what: &str, path: &str) -> String {
     c.ok(&["get", what, "-o", &format!("jsonpath={path}")])

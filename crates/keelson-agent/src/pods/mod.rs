@@ -3,12 +3,15 @@
 //! when it changed.
 
 pub mod backoff;
+pub mod env;
 pub mod hooks;
 pub mod logsource;
 pub mod observe;
 pub mod plan;
+pub mod probes;
 pub mod spec;
 pub mod status;
+pub mod volumes;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -66,6 +69,7 @@ pub struct PodManager {
     snapshot: watch::Receiver<Arc<Snapshot>>,
     poke: Arc<Notify>,
     recorder: Recorder,
+    probes: probes::Prober,
     state: Mutex<Shared>,
     /// Set once the pod cache holds the first full list: before that, a pod missing from it
     /// may still exist, so nothing is judged an orphan.
@@ -85,6 +89,8 @@ struct Shared {
     /// Sandbox IPs by sandbox ID.
     ips: HashMap<String, Option<String>>,
     workers: HashMap<String, Arc<Notify>>,
+    /// The last FailedMount message of each pod, and when it was reported.
+    mount_errors: HashMap<String, (String, Instant)>,
 }
 
 fn now_ns() -> i64 {
@@ -104,6 +110,7 @@ impl PodManager {
         let poke = Arc::new(Notify::new());
         let manager = Arc::new(PodManager {
             recorder: Recorder::new(client.clone(), "kubelet"),
+            probes: probes::Prober::default(),
             client,
             runtime: runtime.clone(),
             pods,
@@ -119,7 +126,7 @@ impl PodManager {
             let mut events = watcher(api, wc)
                 .default_backoff()
                 .reflect(writer)
-                .applied_objects()
+                .touched_objects()
                 .boxed();
             while let Some(ev) = events.next().await {
                 match ev {
@@ -290,14 +297,26 @@ impl PodManager {
     async fn sync(self: &Arc<Self>, uid: &str) -> (bool, bool) {
         let pod = self.pod_by_uid(uid);
         let rt = self.observe(uid).await;
+        let probed = self.probes.sync(
+            pod.as_ref(),
+            uid,
+            &rt,
+            &self.runtime,
+            Arc::new(self.clone()),
+        );
         let plan = {
             let Ok(st) = self.state.lock() else {
                 return (false, false);
             };
-            plan::plan(pod.as_deref(), uid, &rt, &st.restarts, now_ns())
+            plan::plan_with(pod.as_deref(), uid, &rt, &st.restarts, &probed, now_ns())
         };
         if pod.is_none() && rt.is_empty() {
+            // Gone for good: nothing may still use its volumes.
+            self.remove_volumes(uid);
             return (false, true);
+        }
+        if let Some(pod) = pod.as_deref() {
+            self.refresh_volumes(pod, uid, &rt).await;
         }
         let mut acted = false;
         let mut starts = Vec::new();
@@ -348,7 +367,8 @@ impl PodManager {
             );
             waiting.insert(w.name.clone(), (w.reason.clone(), message));
         }
-        let new = status::compute(pod, rt, &waiting, &self.cfg.host_ip, &now_time());
+        let probed = self.probes.results();
+        let new = status::compute_with(pod, rt, &waiting, &probed, &self.cfg.host_ip, &now_time());
         let Some(patch) = status::diff(pod, &new) else {
             return;
         };
@@ -486,11 +506,25 @@ impl PodManager {
                     .await
             }
             Action::StartCreated { id } => self.runtime.start_container(id).await.is_ok(),
+            Action::KillContainer {
+                id,
+                name,
+                grace_s,
+                message,
+            } => {
+                let Some(pod) = pod else { return false };
+                self.kill_container(pod, rt, id, name, *grace_s, message)
+                    .await;
+                true
+            }
             Action::RemoveContainer { id } => self.runtime.remove_container(id).await.is_ok(),
             Action::KillPod { grace_s, remove } => {
                 self.kill(pod, rt, *grace_s, *remove).await;
                 if *remove && let Some(pod) = pod {
                     let _ = std::fs::remove_dir_all(spec::log_dir(&self.cfg.logs_dir, pod));
+                }
+                if *remove {
+                    self.remove_volumes(uid);
                 }
                 true
             }
@@ -610,6 +644,9 @@ impl PodManager {
             return false;
         };
         let key = backoff_key(uid, name);
+        let Some(volumes) = self.prepare_volumes(pod, uid, rt).await else {
+            return false;
+        };
         let Some(image) = self.ensure_image(pod, uid, c, &key).await else {
             return false;
         };
@@ -618,8 +655,14 @@ impl PodManager {
         {
             st.restarts.next(&key, at);
         }
-        let env = spec::plain_env(c);
-        let config = spec::container_config(pod, c, &image, attempt, env);
+        let Some((env, mounts)) = self
+            .container_env_and_mounts(pod, uid, c, rt, &volumes)
+            .await
+        else {
+            return false;
+        };
+        let mut config = spec::container_config(pod, c, &image, attempt, env);
+        config.mounts = mounts;
         let sandbox_config = spec::sandbox_config(pod, sandbox.attempt, &self.cfg.logs_dir);
         let dir = PathBuf::from(&sandbox_config.log_directory).join(name);
         let _ = std::fs::create_dir_all(&dir);

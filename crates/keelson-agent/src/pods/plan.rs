@@ -5,6 +5,7 @@ use k8s_openapi::api::core::v1::Pod;
 
 use super::backoff::Backoff;
 use super::observe::{PodRuntime, State};
+use super::probes::{self, Results};
 
 /// One step toward the pod's desired state.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,6 +22,14 @@ pub enum Action {
     },
     /// Start an instance that was created but never started.
     StartCreated { id: String },
+    /// Stop one running instance (after a failed liveness or startup probe) within `grace_s`;
+    /// `message` is what the Killing event says.
+    KillContainer {
+        id: String,
+        name: String,
+        grace_s: i64,
+        message: String,
+    },
     /// Remove an old exited instance (the newest two of each name are kept for logs).
     RemoveContainer { id: String },
     /// Stop every container and the sandbox, gracefully within `grace_s`; with `remove`,
@@ -86,6 +95,19 @@ fn should_restart(policy: &str, exit_code: i32) -> bool {
 
 /// Decides the next steps for `pod` (or for a pod that is gone from the API: `None`).
 pub fn plan(pod: Option<&Pod>, uid: &str, rt: &PodRuntime, backoff: &Backoff, now_ns: i64) -> Plan {
+    plan_with(pod, uid, rt, backoff, &Results::default(), now_ns)
+}
+
+/// [`plan`], with the containers' probe results: a running container whose liveness (or
+/// startup) probe failed is killed, to be restarted as its restart policy says.
+pub fn plan_with(
+    pod: Option<&Pod>,
+    uid: &str,
+    rt: &PodRuntime,
+    backoff: &Backoff,
+    probed: &Results,
+    now_ns: i64,
+) -> Plan {
     let mut p = Plan::default();
     let Some(pod) = pod else {
         if !rt.is_empty() {
@@ -181,10 +203,23 @@ pub fn plan(pod: Option<&Pod>, uid: &str, rt: &PodRuntime, backoff: &Backoff, no
                 after_exit_ns: None,
             }),
             Some(i) => match i.state {
-                State::Exited if should_restart(policy, i.exit_code) => {
+                State::Exited
+                    if should_restart(policy, i.exit_code)
+                        || (policy != "Never" && probed.killed(&i.id)) =>
+                {
                     restart(&mut p, uid, &c.name, false, i, backoff, now_ns)
                 }
                 State::Created => p.actions.push(Action::StartCreated { id: i.id.clone() }),
+                State::Running => {
+                    if let Some(kind) = probed.failed(c, i) {
+                        p.actions.push(Action::KillContainer {
+                            id: i.id.clone(),
+                            name: c.name.clone(),
+                            grace_s: probes::kill_grace(pod, c, kind),
+                            message: probes::kill_message(kind, &c.name, policy != "Never"),
+                        });
+                    }
+                }
                 _ => {}
             },
         }
@@ -419,6 +454,66 @@ mod tests {
         let got = plan(Some(&always), "u1", &exited_b(1), &b, 100_000_000_000);
         assert_eq!(got.actions, vec![]);
         assert_eq!(got.waiting[0].reason, "CrashLoopBackOff");
+    }
+
+    #[test]
+    fn failed_liveness_kills_the_container() {
+        let p = pod(
+            json!({"spec": {"terminationGracePeriodSeconds": 5, "containers": [
+            {"name": "a", "image": "x", "livenessProbe": {"tcpSocket": {"port": 81}}},
+            {"name": "b", "image": "y"}]}}),
+        );
+        let r = rt(
+            true,
+            vec![
+                inst("a", 0, State::Running, 0, 0),
+                inst("b", 0, State::Running, 0, 0),
+            ],
+        );
+        let b = Backoff::default();
+        let mut probed = Results::default();
+        let run = |probed: &Results| plan_with(Some(&p), "u1", &r, &b, probed, 1).actions;
+        assert_eq!(run(&probed), vec![]);
+        probed.set("a-0", probes::Kind::Liveness, true);
+        probed.set("a-0", probes::Kind::Readiness, false);
+        assert_eq!(run(&probed), vec![]);
+        probed.set("a-0", probes::Kind::Liveness, false);
+        assert_eq!(
+            run(&probed),
+            vec![Action::KillContainer {
+                id: "a-0".into(),
+                name: "a".into(),
+                grace_s: 5,
+                message: "Container a failed liveness probe, will be restarted".into(),
+            }]
+        );
+        // Once it exited, it restarts through the usual path.
+        let exited = rt(
+            true,
+            vec![
+                inst("a", 0, State::Exited, 137, 99),
+                inst("b", 0, State::Running, 0, 0),
+            ],
+        );
+        let got = plan_with(Some(&p), "u1", &exited, &b, &probed, 100_000_000_000);
+        assert_eq!(got.actions, vec![start("a", false, 1, Some(99))]);
+        // Under OnFailure, a container killed for its probe restarts even if it exited 0.
+        let mut on_failure = p.clone();
+        if let Some(s) = on_failure.spec.as_mut() {
+            s.restart_policy = Some("OnFailure".into());
+        }
+        let exited_ok = rt(
+            true,
+            vec![
+                inst("a", 0, State::Exited, 0, 99),
+                inst("b", 0, State::Running, 0, 0),
+            ],
+        );
+        let got = plan_with(Some(&on_failure), "u1", &exited_ok, &b, &probed, 1).actions;
+        assert_eq!(got, vec![]);
+        probed.set_killed("a-0");
+        let got = plan_with(Some(&on_failure), "u1", &exited_ok, &b, &probed, 1).actions;
+        assert_eq!(got, vec![start("a", false, 1, Some(99))]);
     }
 
     #[test]

@@ -180,6 +180,13 @@ pub fn container_config(
         .and_then(|s| s.run_as_group)
         .or(psc.and_then(|s| s.run_as_group))
         .map(|v| cri::Int64Value { value: v });
+    // `$(VAR)` in command and args expands from the container's environment, as upstream.
+    let vars: HashMap<&str, &str> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let expand_all = |l: &Option<Vec<String>>| -> Vec<String> {
+        l.iter().flatten().map(|s| expand(s, &vars)).collect()
+    };
+    let command = expand_all(&c.command);
+    let args = expand_all(&c.args);
     cri::ContainerConfig {
         metadata: Some(cri::ContainerMetadata {
             name: c.name.clone(),
@@ -190,8 +197,8 @@ pub fn container_config(
             user_specified_image: c.image.clone().unwrap_or_default(),
             ..Default::default()
         }),
-        command: c.command.clone().unwrap_or_default(),
-        args: c.args.clone().unwrap_or_default(),
+        command,
+        args,
         working_dir: c.working_dir.clone().unwrap_or_default(),
         envs: env
             .into_iter()
@@ -315,5 +322,25 @@ mod tests {
         let env: Vec<(String, String)> =
             cfg.envs.into_iter().map(|kv| (kv.key, kv.value)).collect();
         assert_eq!(env[1], ("B".to_string(), "1/$(A)/$(C)".to_string()));
+    }
+
+    #[test]
+    fn command_and_args_expand_from_env() {
+        let p: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "default", "uid": "u1"},
+            "spec": {"containers": [{
+                "name": "c", "image": "busybox",
+                "command": ["sh", "-c", "echo $(A) $$(A) $(NOPE) $HOME"], "args": ["$(B)"],
+            }]},
+        }))
+        .unwrap();
+        let c = &p.spec.as_ref().unwrap().containers[0];
+        let env = vec![
+            ("A".to_string(), "x".to_string()),
+            ("B".to_string(), "y z".to_string()),
+        ];
+        let cfg = container_config(&p, c, "busybox", 0, env);
+        assert_eq!(cfg.command, ["sh", "-c", "echo x $(A) $(NOPE) $HOME"]);
+        assert_eq!(cfg.args, ["y z"]);
     }
 }

@@ -8,6 +8,7 @@ use k8s_openapi::api::core::v1::{Container, Pod};
 use serde_json::{Value, json};
 
 use super::observe::{Instance, PodRuntime, State};
+use super::probes::Results;
 
 /// Why a container is waiting, keyed by container name: (reason, message).
 pub type WaitingReasons = HashMap<String, (String, String)>;
@@ -48,6 +49,7 @@ fn container_status(
     waiting: &WaitingReasons,
     default_wait: &str,
     init: bool,
+    probed: &Results,
 ) -> Value {
     let instances = rt.of(&c.name);
     let latest = instances.first().copied();
@@ -69,7 +71,7 @@ fn container_status(
             State::Running => (
                 json!({"running": {"startedAt": time_ns(i.started_ns.max(i.created_ns))}}),
                 previous.map_or(json!({}), terminated),
-                !init,
+                !init && probed.ready(c, i),
             ),
             State::Exited if waiting.contains_key(&c.name) => (wait(""), terminated(i), false),
             State::Exited => (
@@ -97,7 +99,7 @@ fn container_status(
         s["containerID"] = json!(format!("containerd://{}", i.id));
     }
     if !init {
-        s["started"] = json!(latest.is_some_and(|i| i.state == State::Running));
+        s["started"] = json!(latest.is_some_and(|i| probed.started(c, i)));
     }
     s
 }
@@ -110,7 +112,13 @@ fn restart_policy(pod: &Pod) -> &str {
 }
 
 /// The phase, as upstream's getPhase decides it.
-fn phase(pod: &Pod, rt: &PodRuntime, inits_done: bool, init_failed: bool) -> &'static str {
+fn phase(
+    pod: &Pod,
+    rt: &PodRuntime,
+    reasons: &WaitingReasons,
+    inits_done: bool,
+    init_failed: bool,
+) -> &'static str {
     let policy = restart_policy(pod);
     if !inits_done {
         return if init_failed && policy == "Never" {
@@ -125,7 +133,8 @@ fn phase(pod: &Pod, rt: &PodRuntime, inits_done: bool, init_failed: bool) -> &'s
             Some((State::Running, _)) => running += 1,
             Some((State::Exited, code)) => {
                 stopped += 1;
-                if code == 0 {
+                // One waiting to restart (back-off) has not succeeded, whatever its exit code.
+                if code == 0 && !reasons.contains_key(&c.name) {
                     succeeded += 1;
                 }
             }
@@ -173,11 +182,25 @@ fn condition(pod: &Pod, type_: &str, ok: bool, reason: &str, message: &str, now:
     c
 }
 
-/// The status fields the agent owns, for `pod` on a node at `host_ip`, at `now`.
+/// The status fields the agent owns, for `pod` on a node at `host_ip`, at `now` (with no probe
+/// results yet: containers with a readiness or startup probe are not ready).
 pub fn compute(
     pod: &Pod,
     rt: &PodRuntime,
     waiting: &WaitingReasons,
+    host_ip: &str,
+    now: &str,
+) -> Value {
+    compute_with(pod, rt, waiting, &Results::default(), host_ip, now)
+}
+
+/// [`compute`] with the containers' probe results: `ready` and `started` follow readiness and
+/// startup probes, and so do the pod's Ready and ContainersReady conditions.
+pub fn compute_with(
+    pod: &Pod,
+    rt: &PodRuntime,
+    waiting: &WaitingReasons,
+    probed: &Results,
     host_ip: &str,
     now: &str,
 ) -> Value {
@@ -207,14 +230,14 @@ pub fn compute(
     };
     let init_statuses: Vec<Value> = inits
         .iter()
-        .map(|c| container_status(c, rt, waiting, "PodInitializing", true))
+        .map(|c| container_status(c, rt, waiting, "PodInitializing", true, probed))
         .collect();
     let statuses: Vec<Value> = spec
         .containers
         .iter()
-        .map(|c| container_status(c, rt, waiting, app_wait, false))
+        .map(|c| container_status(c, rt, waiting, app_wait, false, probed))
         .collect();
-    let phase = phase(pod, rt, inits_done, init_failed);
+    let phase = phase(pod, rt, waiting, inits_done, init_failed);
     let unready: Vec<&str> = statuses
         .iter()
         .filter(|s| s["ready"] != json!(true))
@@ -475,6 +498,13 @@ mod tests {
             &[],
             &[("/phase", json!("Running"))],
         );
+        // Killed by its liveness probe with exit code 0, and backing off before its restart.
+        check(
+            "OnFailure",
+            vec![inst("a", 0, Exited, 0), inst("b", 0, Exited, 0)],
+            &[("b", "CrashLoopBackOff")],
+            &[("/phase", json!("Running"))],
+        );
         check(
             "Always",
             vec![],
@@ -516,6 +546,55 @@ mod tests {
                 "2026-01-01T00:00:09Z",
             );
             assert_eq!(diff(&p, &again), None, "{s:#}");
+        }
+    }
+
+    #[test]
+    fn readiness_probes_drive_ready() {
+        use super::super::probes::Kind;
+        let mut p = pod("Always");
+        if let Some(spec) = p.spec.as_mut() {
+            spec.containers[1].readiness_probe =
+                Some(serde_json::from_value(json!({"httpGet": {"port": 8080}})).unwrap());
+        }
+        let instances = vec![
+            inst("a", 0, State::Running, 0),
+            inst("b", 0, State::Running, 0),
+        ];
+        let at = |probed: &Results| {
+            compute_with(
+                &p,
+                &rt(instances.clone()),
+                &WaitingReasons::new(),
+                probed,
+                "192.168.0.1",
+                "2026-01-01T00:00:00Z",
+            )
+        };
+        let mut probed = Results::default();
+        for (result, want_ready) in [(None, false), (Some(false), false), (Some(true), true)] {
+            if let Some(ok) = result {
+                probed.set("b0", Kind::Readiness, ok);
+            }
+            let s = at(&probed);
+            assert_eq!(s["phase"], json!("Running"));
+            assert_eq!(s["containerStatuses"][0]["ready"], json!(true));
+            assert_eq!(
+                s["containerStatuses"][1]["ready"],
+                json!(want_ready),
+                "{s:#}"
+            );
+            assert_eq!(s["containerStatuses"][1]["started"], json!(true));
+            let status = if want_ready { "True" } else { "False" };
+            assert_eq!(s["conditions"][2]["type"], json!("Ready"));
+            assert_eq!(s["conditions"][2]["status"], json!(status));
+            assert_eq!(s["conditions"][3]["status"], json!(status));
+            if !want_ready {
+                assert_eq!(
+                    s["conditions"][2]["message"],
+                    json!("containers with unready status: [b]")
+                );
+            }
         }
     }
 

@@ -39,7 +39,7 @@ pub fn have_kubectl() -> bool {
     ok
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -318,6 +318,18 @@ pub fn eventually<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// `GET /` on `ip:port` from this machine; the response body, or None if nothing answers.
+pub fn http_get(ip: &str, port: u16) -> Option<String> {
+    use std::io::Read;
+    let addr = format!("{ip}:{port}").parse().ok()?;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    write!(s, "GET / HTTP/1.1\r\nHost: {ip}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.split_once("\r\n\r\n").map(|(_, body)| body.to_string())
 }
 
 pub fn path_str(p: &Path) -> &str {
