@@ -200,10 +200,11 @@ pub async fn remove_all_pods(runtime: &dyn Runtime) {
         if ours.is_empty() {
             return;
         }
-        for s in ours {
+        futures::future::join_all(ours.into_iter().map(|s| async move {
             let _ = runtime.stop_pod_sandbox(&s.id).await;
             let _ = runtime.remove_pod_sandbox(&s.id).await;
-        }
+        }))
+        .await;
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Cluster, eventually, free_port, have_node, http_get};
+use common::{Cluster, eventually, free_port, have_node, http_get, http_get_until};
 
 /// A `keelson agent` process; stopped with SIGTERM when dropped.
 struct Agent {
@@ -113,7 +113,7 @@ fn a_separate_agent_runs_pods_and_cleans_up_after_downtime() {
 
     c.ok(&["run", "web", "--image=kubetm/p8080"]);
     let ip = wait_running(&c, &agent, "web");
-    assert!(http_get(&ip, 8080).is_some_and(|b| b.contains("Hostname: web")));
+    http_get_until(&ip, 8080, "Hostname: web");
     let logs = eventually(10, || {
         let out = c.kubectl(&["logs", "web"]);
         let s = String::from_utf8_lossy(&out.stdout).into_owned();

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Cluster, eventually, have_node, http_get};
+use common::{Cluster, eventually, have_node, http_get, http_get_until};
 
 /// Seed 000's two-container pod, unmodified.
 const SEED_POD_1: &str = "\
@@ -74,7 +74,7 @@ fn seed_pod_with_two_containers_runs() {
     );
     // The pod's IP is reachable from the node, on both containers' ports.
     for port in [8000, 8080] {
-        let body = http_get(&ip, port).unwrap_or_default();
+        let body = http_get_until(&ip, port, "Hostname: pod-1");
         assert!(body.contains("Hostname: pod-1"), "port {port}: {body:?}");
         assert!(body.contains(&format!("IP: {ip}")), "port {port}: {body:?}");
     }
@@ -117,7 +117,7 @@ fn seed_pod_with_two_containers_runs() {
     c.apply_stdin("apply", SEED_POD_1);
     wait_status(&c, "pod-1", Some("2/2"), "Running", 60);
     let ip2 = jsonpath(&c, "pod/pod-1", "{.status.podIP}");
-    assert!(http_get(&ip2, 8000).is_some_and(|b| b.contains("Hostname: pod-1")));
+    http_get_until(&ip2, 8000, "Hostname: pod-1");
 }
 
 #[test]
@@ -236,7 +236,7 @@ fn kubectl_run_serves_and_logs() {
     ]);
     wait_status(&c, "myweb-1st-app", Some("1/1"), "Running", 60);
     let ip = jsonpath(&c, "pod/myweb-1st-app", "{.status.podIP}");
-    let body = http_get(&ip, 8080).unwrap_or_default();
+    let body = http_get_until(&ip, 8080, "Message: HELLO World!");
     assert!(body.contains("Message: HELLO World!"), "{body:?}");
     assert!(body.contains("Hostname: myweb-1st-app"), "{body:?}");
     let logs = eventually(10, || {

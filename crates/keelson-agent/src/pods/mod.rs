@@ -38,6 +38,8 @@ use self::status::WaitingReasons;
 
 /// How often the runtime is relisted when nothing pokes it.
 const RELIST_PERIOD: Duration = Duration::from_secs(1);
+/// How often every pod is looked at even when nothing changed.
+const SWEEP_PERIOD: Duration = Duration::from_secs(2);
 
 /// What the pod manager needs to know about its node.
 #[derive(Clone, Debug)]
@@ -153,24 +155,31 @@ impl PodManager {
         let _ = self.pods.wait_until_ready().await;
         self.ready.store(true, Ordering::SeqCst);
         let mut snapshots = self.snapshot.clone();
+        let mut before: HashMap<String, u64> = HashMap::new();
+        let mut last_sweep = Instant::now();
         loop {
             let snap = snapshots.borrow_and_update().clone();
+            // Wake the pods whose runtime state changed; every pod now and then, for what
+            // time alone changes (back-off ending, volume contents).
+            let now = fingerprints(&snap);
+            let sweep = last_sweep.elapsed() >= SWEEP_PERIOD;
+            if sweep {
+                last_sweep = Instant::now();
+            }
             let mut uids: HashSet<String> = self
                 .pods
                 .state()
                 .iter()
                 .filter_map(|p| p.metadata.uid.clone())
                 .collect();
-            for s in &snap.sandboxes {
-                if managed(s)
-                    && let Some(m) = &s.metadata
-                {
-                    uids.insert(m.uid.clone());
+            uids.extend(now.keys().cloned());
+            uids.extend(before.keys().cloned());
+            for uid in uids {
+                if sweep || now.get(&uid) != before.get(&uid) {
+                    self.wake(&uid);
                 }
             }
-            for uid in uids {
-                self.wake(&uid);
-            }
+            before = now;
             if snapshots.changed().await.is_err() {
                 return;
             }
@@ -480,8 +489,12 @@ impl PodManager {
                 if let Err(e) = std::fs::create_dir_all(&config.log_directory) {
                     tracing::warn!(dir = %config.log_directory, error = %e, "cannot create log dir");
                 }
+                let started = Instant::now();
                 match self.runtime.run_pod_sandbox(config).await {
-                    Ok(_) => true,
+                    Ok(_) => {
+                        tracing::debug!(pod = %pod.name_any(), took = ?started.elapsed(), "sandbox running");
+                        true
+                    }
                     Err(e) => {
                         self.event(
                             pod,
@@ -820,6 +833,28 @@ impl PodManager {
             }
         }
     }
+}
+
+/// A hash of what the runtime holds per pod UID (sandboxes and containers with their
+/// states), to tell which pods a relist changed.
+fn fingerprints(snap: &Snapshot) -> HashMap<String, u64> {
+    use std::hash::{Hash, Hasher};
+    let mut uid_of: HashMap<&str, &str> = HashMap::new();
+    let mut hashers: HashMap<String, std::collections::hash_map::DefaultHasher> = HashMap::new();
+    for s in snap.sandboxes.iter().filter(|s| managed(s)) {
+        let Some(m) = &s.metadata else { continue };
+        uid_of.insert(&s.id, &m.uid);
+        let h = hashers.entry(m.uid.clone()).or_default();
+        (&s.id, s.state).hash(h);
+    }
+    for c in &snap.containers {
+        if let Some(uid) = uid_of.get(c.pod_sandbox_id.as_str())
+            && let Some(h) = hashers.get_mut(*uid)
+        {
+            (&c.id, c.state).hash(h);
+        }
+    }
+    hashers.into_iter().map(|(k, h)| (k, h.finish())).collect()
 }
 
 /// Whether keelson made this sandbox.

@@ -326,10 +326,21 @@ pub fn http_get(ip: &str, port: u16) -> Option<String> {
     let addr = format!("{ip}:{port}").parse().ok()?;
     let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
-    write!(s, "GET / HTTP/1.1\r\nHost: {ip}\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET / HTTP/1.1\r\nHost: {ip}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     out.split_once("\r\n\r\n").map(|(_, body)| body.to_string())
+}
+
+/// [`http_get`] until it answers with a body containing `want` (a container is Running
+/// before its server listens), for at most 10 s; the body.
+#[track_caller]
+pub fn http_get_until(ip: &str, port: u16, want: &str) -> String {
+    eventually(10, || http_get(ip, port).filter(|b| b.contains(want)))
 }
 
 pub fn path_str(p: &Path) -> &str {
