@@ -176,10 +176,8 @@ pub async fn register(
         source,
     };
     let obj = object(f, pod_cidr, &time(Timestamp::now()));
-    let node: Node = match serde_json::from_value::<Node>(obj.clone()) {
-        Ok(n) => n,
-        Err(e) => unreachable_node(&f.name, e),
-    };
+    let node: Node =
+        serde_json::from_value(obj.clone()).map_err(|e| err(kube::Error::SerdeError(e)))?;
     match api.create(&PostParams::default(), &node).await {
         Ok(n) => Ok(n),
         Err(kube::Error::Api(s)) if s.code == 409 => {
@@ -190,11 +188,6 @@ pub async fn register(
         }
         Err(e) => Err(err(e)),
     }
-}
-
-/// The Node object we build always decodes; a failure here is a bug in [`object`].
-fn unreachable_node(name: &str, e: serde_json::Error) -> ! {
-    panic!("the node object of {name} does not decode: {e}")
 }
 
 /// Writes the node's status: conditions as `ready` says, with the heartbeat now.

@@ -122,12 +122,14 @@ spec:
       failureThreshold: 30
 ";
 
-/// Seed 001's liveness example: `/` answers 200, so the container is never restarted.
+/// Seed 001's liveness example, unmodified: `/` answers 200, so the container is never
+/// restarted.
 const SEED_LIVENESS: &str = "\
 apiVersion: v1
 kind: Pod
 metadata:
   name: mynapp-pod-liveness
+  labels:
 spec:
   containers:
   - image: union1991/myweb
@@ -139,8 +141,6 @@ spec:
       httpGet:
         path: /
         port: 8080
-      periodSeconds: 1
-      failureThreshold: 1
 ";
 
 /// Seed 001's mysql example, with `exec.command` a string where a list belongs.
