@@ -12,10 +12,10 @@ use serde_json::{Value, json};
 
 use crate::host::{Host, arch};
 
-/// The namespace of node Leases.
-pub const LEASE_NAMESPACE: &str = "kube-node-lease";
-/// How long a Lease is valid without renewal (upstream's default).
-pub const LEASE_DURATION_SECONDS: i32 = 40;
+/// The node's conditions (see [`keelson_kinds::core::node::kubelet_conditions`]).
+pub use keelson_kinds::core::node::kubelet_conditions as conditions;
+
+pub use keelson_kinds::core::node::{LEASE_NAMESPACE, lease_object};
 /// How often the Lease is renewed.
 pub const LEASE_PERIOD: Duration = Duration::from_secs(10);
 /// The port of the agent's HTTPS endpoint (logs, later exec), as the kubelet's.
@@ -50,44 +50,6 @@ fn time(t: Timestamp) -> String {
 
 fn micro(t: Timestamp) -> String {
     t.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
-}
-
-/// The node's conditions: the pressures False, Ready as `ready` says (with `message`).
-pub fn conditions(ready: bool, message: &str, heartbeat: &str, since: &str) -> Value {
-    let c = |type_: &str, status: &str, reason: &str, message: &str| {
-        json!({"type": type_, "status": status, "reason": reason, "message": message,
-            "lastHeartbeatTime": heartbeat, "lastTransitionTime": since})
-    };
-    json!([
-        c(
-            "MemoryPressure",
-            "False",
-            "KubeletHasSufficientMemory",
-            "kubelet has sufficient memory available"
-        ),
-        c(
-            "DiskPressure",
-            "False",
-            "KubeletHasNoDiskPressure",
-            "kubelet has no disk pressure"
-        ),
-        c(
-            "PIDPressure",
-            "False",
-            "KubeletHasSufficientPID",
-            "kubelet has sufficient PID available"
-        ),
-        if ready {
-            c(
-                "Ready",
-                "True",
-                "KubeletReady",
-                "kubelet is posting ready status",
-            )
-        } else {
-            c("Ready", "False", "KubeletNotReady", message)
-        },
-    ])
 }
 
 /// The node's status at `now` (conditions as `ready` says).
@@ -144,23 +106,6 @@ pub fn object(f: &NodeFacts, pod_cidr: Option<&str>, now: &str) -> Value {
         },
         "spec": spec,
         "status": status(f, false, "container runtime status check may not have completed yet", now),
-    })
-}
-
-/// The Lease of a node, owned by the Node so it goes when the node does.
-pub fn lease_object(node: &str, node_uid: Option<&str>, renew_time: &str) -> Value {
-    let owners = node_uid.map_or_else(Vec::new, |uid| {
-        vec![json!({"apiVersion": "v1", "kind": "Node", "name": node, "uid": uid})]
-    });
-    json!({
-        "apiVersion": "coordination.k8s.io/v1",
-        "kind": "Lease",
-        "metadata": {"name": node, "namespace": LEASE_NAMESPACE, "ownerReferences": owners},
-        "spec": {
-            "holderIdentity": node,
-            "leaseDurationSeconds": LEASE_DURATION_SECONDS,
-            "renewTime": renew_time,
-        },
     })
 }
 

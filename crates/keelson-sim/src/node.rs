@@ -6,10 +6,7 @@ use serde_json::{Value, json};
 
 /// The label every simulated node carries.
 pub const SIMULATED_LABEL: &str = "node.keelson.io/simulated";
-/// The namespace of node Leases.
-pub const LEASE_NAMESPACE: &str = "kube-node-lease";
-/// How long a Lease is valid without renewal.
-pub const LEASE_DURATION_SECONDS: i32 = 40;
+pub use keelson_kinds::core::node::{LEASE_NAMESPACE, lease_object};
 
 /// What every simulated node has in common.
 #[derive(Clone, Debug)]
@@ -53,36 +50,7 @@ pub fn pod_ip(index: usize, host: u8) -> String {
 
 /// The node's conditions, all healthy, with `heartbeat` and `since` timestamps.
 pub fn conditions(heartbeat: &str, since: &str) -> Value {
-    let c = |type_: &str, status: &str, reason: &str, message: &str| {
-        json!({"type": type_, "status": status, "reason": reason, "message": message,
-            "lastHeartbeatTime": heartbeat, "lastTransitionTime": since})
-    };
-    json!([
-        c(
-            "MemoryPressure",
-            "False",
-            "KubeletHasSufficientMemory",
-            "kubelet has sufficient memory available"
-        ),
-        c(
-            "DiskPressure",
-            "False",
-            "KubeletHasNoDiskPressure",
-            "kubelet has no disk pressure"
-        ),
-        c(
-            "PIDPressure",
-            "False",
-            "KubeletHasSufficientPID",
-            "kubelet has sufficient PID available"
-        ),
-        c(
-            "Ready",
-            "True",
-            "KubeletReady",
-            "kubelet is posting ready status"
-        ),
-    ])
+    keelson_kinds::core::node::kubelet_conditions(true, "", heartbeat, since)
 }
 
 /// The status of node `index` at time `now`.
@@ -149,23 +117,6 @@ pub fn node_object(t: &NodeTemplate, index: usize, now: &str) -> Value {
         },
         "spec": {},
         "status": node_status(t, index, now),
-    })
-}
-
-/// The Lease of a node, owned by the Node so it goes when the node does.
-pub fn lease_object(node: &str, node_uid: Option<&str>, renew_time: &str) -> Value {
-    let owners = node_uid.map_or_else(Vec::new, |uid| {
-        vec![json!({"apiVersion": "v1", "kind": "Node", "name": node, "uid": uid})]
-    });
-    json!({
-        "apiVersion": "coordination.k8s.io/v1",
-        "kind": "Lease",
-        "metadata": {"name": node, "namespace": LEASE_NAMESPACE, "ownerReferences": owners},
-        "spec": {
-            "holderIdentity": node,
-            "leaseDurationSeconds": LEASE_DURATION_SECONDS,
-            "renewTime": renew_time,
-        },
     })
 }
 

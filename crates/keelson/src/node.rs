@@ -83,22 +83,18 @@ pub fn ensure_packages(step: &dyn Fn(&str)) -> anyhow::Result<()> {
         );
     }
     step(&format!("installing {} with apt-get", missing.join(", ")));
-    let status = Command::new("apt-get")
-        .args(["install", "-y", "--no-install-recommends"])
-        .args(&missing)
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status()
-        .context("running apt-get")?;
-    if !status.success() {
-        step("apt-get install failed; updating the package lists and trying again");
-        let _ = Command::new("apt-get").arg("update").status();
-        let status = Command::new("apt-get")
+    let install = || {
+        Command::new("apt-get")
             .args(["install", "-y", "--no-install-recommends"])
             .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive")
             .status()
-            .context("running apt-get")?;
-        anyhow::ensure!(status.success(), "`{command}` failed");
+            .context("running apt-get")
+    };
+    if !install()?.success() {
+        step("apt-get install failed; updating the package lists and trying again");
+        let _ = Command::new("apt-get").arg("update").status();
+        anyhow::ensure!(install()?.success(), "`{command}` failed");
     }
     Ok(())
 }

@@ -132,3 +132,63 @@ fn row(obj: &Value, now: Timestamp) -> Vec<Value> {
         info(obj, "containerRuntimeVersion"),
     ]
 }
+/// The namespace of node Leases.
+pub const LEASE_NAMESPACE: &str = "kube-node-lease";
+/// How long a node Lease is valid without renewal (upstream's default).
+pub const LEASE_DURATION_SECONDS: i32 = 40;
+
+/// The conditions a node agent posts: the pressures False, Ready as `ready` says (`message`
+/// explains a node that is not ready), with `heartbeat` and `since` times.
+pub fn kubelet_conditions(ready: bool, message: &str, heartbeat: &str, since: &str) -> Value {
+    let c = |type_: &str, status: &str, reason: &str, message: &str| {
+        serde_json::json!({"type": type_, "status": status, "reason": reason, "message": message,
+            "lastHeartbeatTime": heartbeat, "lastTransitionTime": since})
+    };
+    serde_json::json!([
+        c(
+            "MemoryPressure",
+            "False",
+            "KubeletHasSufficientMemory",
+            "kubelet has sufficient memory available"
+        ),
+        c(
+            "DiskPressure",
+            "False",
+            "KubeletHasNoDiskPressure",
+            "kubelet has no disk pressure"
+        ),
+        c(
+            "PIDPressure",
+            "False",
+            "KubeletHasSufficientPID",
+            "kubelet has sufficient PID available"
+        ),
+        if ready {
+            c(
+                "Ready",
+                "True",
+                "KubeletReady",
+                "kubelet is posting ready status",
+            )
+        } else {
+            c("Ready", "False", "KubeletNotReady", message)
+        },
+    ])
+}
+
+/// The Lease of a node, owned by the Node (when its UID is known) so it goes when the node does.
+pub fn lease_object(node: &str, node_uid: Option<&str>, renew_time: &str) -> Value {
+    let owners = node_uid.map_or_else(Vec::new, |uid| {
+        vec![serde_json::json!({"apiVersion": "v1", "kind": "Node", "name": node, "uid": uid})]
+    });
+    serde_json::json!({
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": node, "namespace": LEASE_NAMESPACE, "ownerReferences": owners},
+        "spec": {
+            "holderIdentity": node,
+            "leaseDurationSeconds": LEASE_DURATION_SECONDS,
+            "renewTime": renew_time,
+        },
+    })
+}
