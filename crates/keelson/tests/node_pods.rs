@@ -371,6 +371,8 @@ fn agent_restart_keeps_containers_running() {
         "{.status.containerStatuses[*].containerID}",
     );
     let ip = jsonpath(&c, "pod/pod-1", "{.status.podIP}");
+    // Running says the process started, not that it listens yet.
+    http_get_until(&ip, 8080, "pod-1");
     c.stop();
     // The containers outlive keelson...
     assert!(http_get(&ip, 8080).is_some_and(|b| b.contains("pod-1")));
