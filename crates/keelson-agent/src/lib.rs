@@ -1,11 +1,14 @@
 //! The node agent: registers its Node, keeps its Lease and conditions current, runs the pods
 //! bound to it through CRI, and serves their logs, as the kubelet does.
 
+pub mod exec;
 pub mod host;
 pub mod logs;
 pub mod node;
 pub mod pods;
+pub mod portforward;
 pub mod server;
+pub mod storage;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -41,6 +44,12 @@ pub struct AgentConfig {
     pub progress: Progress,
     /// Set when the process is stopping: the pod workers stop acting.
     pub stopping: Arc<std::sync::atomic::AtomicBool>,
+    /// The cluster DNS IP pods use (`--cluster-dns`; none: pods get the host's resolvers).
+    pub cluster_dns: Option<String>,
+    /// The cluster domain (`--cluster-domain`, `cluster.local`).
+    pub cluster_domain: String,
+    /// The port of the node's DNS server on its InternalIP (0: no DNS server on this node).
+    pub dns_port: u16,
 }
 
 /// The name this agent registers under.
@@ -91,6 +100,11 @@ pub async fn run(
         )
     })?;
     (cfg.progress)(&format!("pod network {cidr}"));
+    // The service proxy: off the path to Ready (it starts once its watches have listed).
+    tokio::spawn(keelson_proxy::run(
+        client.clone(),
+        keelson_proxy::Config::new(&facts.name, Some(&cidr)),
+    ));
     let since = Timestamp::now();
     if let Err(e) = node::post_status(&client, &facts, true, "", since).await {
         tracing::warn!(error = %e, "node status");
@@ -108,22 +122,66 @@ pub async fn run(
             host_ip: facts.host.address.to_string(),
             logs_dir: cfg.data_dir.join("pods"),
             stopping: cfg.stopping.clone(),
+            dns: dns_settings(&cfg),
         },
     );
+    if cfg.dns_port != 0 {
+        tokio::spawn(start_dns(client.clone(), cfg.clone(), facts.clone()));
+    }
     tokio::spawn(manager.clone().run());
+    tokio::spawn(storage::run(client.clone(), facts.name.clone()));
     if let Some(tls) = cfg.tls.clone() {
         let addr = std::net::SocketAddr::from(([0, 0, 0, 0], cfg.port));
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("listening on {addr} for the agent endpoint"))?;
         let source = Arc::new(pods::logsource::Logs(manager.clone()));
+        let streams: Arc<dyn exec::StreamSource> =
+            Arc::new(pods::streams::Streams(manager.clone()));
         tokio::spawn(async move {
-            if let Err(e) = server::serve(listener, tls, source).await {
+            if let Err(e) = server::serve_with_streams(listener, tls, source, Some(streams)).await {
                 tracing::error!(error = %e, "the agent endpoint stopped");
             }
         });
     }
     heartbeat(client, runtime, facts, since).await
+}
+
+/// What pods' resolv.conf is made from: the cluster DNS and domain, and the host's resolvers.
+fn dns_settings(cfg: &AgentConfig) -> pods::dns::Settings {
+    let host = match keelson_dns::resolvconf::read_host() {
+        Ok((_, conf)) => conf,
+        Err(e) => {
+            tracing::warn!(error = %e, "pods get no host resolvers");
+            Default::default()
+        }
+    };
+    pods::dns::Settings {
+        cluster_dns: cfg.cluster_dns.iter().cloned().collect(),
+        cluster_domain: cfg.cluster_domain.clone(),
+        host,
+    }
+}
+
+/// Starts the node's DNS server on its InternalIP (a failure is logged: pods still run).
+async fn start_dns(client: Client, cfg: AgentConfig, facts: NodeFacts) {
+    let upstream = keelson_dns::resolvconf::read_host()
+        .map(|(_, c)| c.nameservers)
+        .unwrap_or_default();
+    let dns = keelson_dns::Config {
+        node: facts.name.clone(),
+        listen: std::net::SocketAddr::new(facts.host.address, cfg.dns_port),
+        domain: cfg.cluster_domain.clone(),
+        cluster_ip: cfg.cluster_dns.clone(),
+        upstream,
+    };
+    match keelson_dns::start(client, dns).await {
+        Ok(running) => {
+            (cfg.progress)(&format!("cluster DNS on {}", running.addr));
+            running.wait().await;
+        }
+        Err(e) => tracing::error!(error = %e, "the node's DNS server did not start"),
+    }
 }
 
 /// Registers the node, retrying until the apiserver answers.

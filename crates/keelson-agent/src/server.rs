@@ -1,7 +1,9 @@
 //! The agent's HTTPS endpoint, as the kubelet's port 10250: `GET /containerLogs/{ns}/{pod}/
-//! {container}` for the API server (client certificates signed by the cluster CA, authorized for
-//! `kube-apiserver-kubelet-client` or `system:masters`) and an open `/healthz`. Errors are
-//! `Status` objects carrying upstream's messages, which the API server hands on to kubectl.
+//! {container}`, the streaming upgrades `/exec/{ns}/{pod}/{container}`, `/attach/...` (see
+//! [`crate::exec`]) and `/portForward/{ns}/{pod}`, for the API server (client certificates
+//! signed by the cluster CA, authorized for `kube-apiserver-kubelet-client` or
+//! `system:masters`), and an open `/healthz`. Errors are `Status` objects carrying upstream's
+//! messages, which the API server hands on to kubectl.
 
 use std::convert::Infallible;
 use std::net::IpAddr;
@@ -23,6 +25,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use crate::exec::{self, StreamSource};
 use crate::logs::{self, LogOptions};
 
 /// Errors of setting up and running the endpoint.
@@ -155,10 +158,21 @@ pub fn agent_tls(
 }
 
 /// Serves the endpoint on `listener` until accepting fails; each connection on its own task.
+/// Without a [`StreamSource`], exec, attach and port-forward are not found.
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<ServerConfig>,
     source: Arc<dyn LogSource>,
+) -> Result<()> {
+    serve_with_streams(listener, tls, source, None).await
+}
+
+/// [`serve`], with exec, attach and port-forward served from `streams`.
+pub async fn serve_with_streams(
+    listener: TcpListener,
+    tls: Arc<ServerConfig>,
+    source: Arc<dyn LogSource>,
+    streams: Option<Arc<dyn StreamSource>>,
 ) -> Result<()> {
     let acceptor = TlsAcceptor::from(tls);
     loop {
@@ -166,6 +180,7 @@ pub async fn serve(
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let source = source.clone();
+        let streams = streams.clone();
         tokio::spawn(async move {
             let stream = match acceptor.accept(tcp).await {
                 Ok(s) => s,
@@ -177,16 +192,23 @@ pub async fn serve(
             let identity = Arc::new(tls::peer_identity(stream.get_ref().1));
             let service = hyper::service::service_fn(move |req| {
                 let source = source.clone();
+                let streams = streams.clone();
                 let identity = identity.clone();
                 async move {
                     Ok::<_, Infallible>(
-                        handle(source.as_ref(), identity.as_ref().as_ref(), req).await,
+                        route(
+                            source.as_ref(),
+                            streams.as_deref(),
+                            identity.as_ref().as_ref(),
+                            req,
+                        )
+                        .await,
                     )
                 }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             if let Err(err) = builder
-                .serve_connection(TokioIo::new(stream), service)
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
                 .await
             {
                 tracing::debug!(%err, "agent endpoint: connection ended with an error");
@@ -195,11 +217,22 @@ pub async fn serve(
     }
 }
 
-type Body = BoxBody<Bytes, logs::Error>;
+/// The body of the endpoint's answers.
+pub type Body = BoxBody<Bytes, logs::Error>;
 
-/// Serves one request.
+/// Serves one request (logs only).
 pub async fn handle<B>(
     source: &dyn LogSource,
+    identity: Option<&Identity>,
+    req: Request<B>,
+) -> Response<Body> {
+    route(source, None, identity, req).await
+}
+
+/// Serves one request: logs, and streams when `streams` is given.
+pub async fn route<B>(
+    source: &dyn LogSource,
+    streams: Option<&dyn StreamSource>,
     identity: Option<&Identity>,
     req: Request<B>,
 ) -> Response<Body> {
@@ -226,6 +259,13 @@ pub async fn handle<B>(
         .split('/')
         .map(percent_decode)
         .collect();
+    let req = match streams {
+        Some(streams) => match stream_route(streams, &segments, req).await {
+            Ok(resp) => return resp,
+            Err(req) => req,
+        },
+        None => req,
+    };
     let [route, namespace, pod, container] = segments.as_slice() else {
         return status(&ApiError::not_found_path());
     };
@@ -282,12 +322,54 @@ async fn container_logs(
     Ok(resp)
 }
 
+/// Serves `/exec/...`, `/attach/...` and `/portForward/...`; hands the request back when the
+/// path is none of them.
+async fn stream_route<B>(
+    streams: &dyn StreamSource,
+    segments: &[String],
+    req: Request<B>,
+) -> std::result::Result<Response<Body>, Request<B>> {
+    let kind = match segments.first().map(String::as_str) {
+        Some("exec") => exec::Kind::Exec,
+        Some("attach") => exec::Kind::Attach,
+        Some("portForward") => {
+            let [_, namespace, pod] = segments else {
+                return Ok(status(&ApiError::not_found_path()));
+            };
+            let Some(sandbox) = streams.sandbox(namespace, pod).await else {
+                return Ok(status(&ApiError::not_found("pods", pod)));
+            };
+            return Ok(port_forward(sandbox, req).await);
+        }
+        _ => return Err(req),
+    };
+    let [_, namespace, pod, container] = segments else {
+        return Ok(status(&ApiError::not_found_path()));
+    };
+    if [namespace, pod, container].iter().any(|s| s.is_empty()) {
+        return Ok(status(&ApiError::not_found_path()));
+    }
+    if !matches!(*req.method(), Method::GET | Method::POST) {
+        return Ok(status(&ApiError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource: {}",
+            req.method()
+        ))));
+    }
+    let pairs = query_pairs(req.uri().query().unwrap_or(""));
+    Ok(exec::serve(kind, streams, [namespace, pod, container], &pairs, req).await)
+}
+
+/// `/portForward/{ns}/{pod}`: served by `portforward.rs`.
+async fn port_forward<B>(sandbox: exec::PodSandbox, req: Request<B>) -> Response<Body> {
+    crate::portforward::serve(sandbox, req).await
+}
+
 /// The API server's kubelet client, and cluster admins.
 fn authorized(identity: &Identity) -> bool {
     identity.user == KUBELET_CLIENT_USER || identity.groups.iter().any(|g| g == ADMIN_GROUP)
 }
 
-fn full(bytes: impl Into<Bytes>) -> Body {
+pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into())
         .map_err(|never: Infallible| match never {})
         .boxed()
@@ -303,7 +385,8 @@ fn text(code: StatusCode, body: &'static str) -> Response<Body> {
     resp
 }
 
-fn status(err: &ApiError) -> Response<Body> {
+/// An error answer: the error's `Status` with its code.
+pub(crate) fn status(err: &ApiError) -> Response<Body> {
     let body = serde_json::to_vec(&err.to_status()).unwrap_or_default();
     let mut resp = Response::new(full(body));
     *resp.status_mut() =

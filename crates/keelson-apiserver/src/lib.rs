@@ -16,6 +16,9 @@ mod meta;
 mod metrics;
 mod patch;
 mod pod_logs;
+mod pod_stream;
+mod priority;
+mod proxy;
 mod query;
 mod quota;
 mod registry;
@@ -23,6 +26,7 @@ mod request;
 mod respond;
 mod scale;
 mod server;
+mod storage;
 mod strict;
 mod watch;
 

@@ -274,7 +274,12 @@ async fn logs(api: &Api, path: &ResourcePath, req: Request<Incoming>) -> Result<
     Ok(respond::stream("text/plain", pump(resp.into_body())))
 }
 
-fn object(api: &Api, plural: &str, namespace: Option<&str>, name: &str) -> Result<Value> {
+pub(crate) fn object(
+    api: &Api,
+    plural: &str,
+    namespace: Option<&str>,
+    name: &str,
+) -> Result<Value> {
     let kind = keelson_kinds::lookup("", "v1", plural)
         .ok_or_else(|| ApiError::internal(format!("{plural} are not served")))?;
     let cache = api
@@ -287,7 +292,7 @@ fn object(api: &Api, plural: &str, namespace: Option<&str>, name: &str) -> Resul
         .ok_or_else(|| ApiError::not_found(plural, name))
 }
 
-fn join_host_port(host: &str, port: u16) -> String {
+pub(crate) fn join_host_port(host: &str, port: u16) -> String {
     if host.contains(':') {
         format!("[{host}]:{port}")
     } else {
@@ -302,6 +307,29 @@ async fn fetch(
     port: u16,
     path: &str,
 ) -> std::result::Result<Response<Incoming>, String> {
+    let stream = connect_agent(tls, host, port).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        if let Err(err) = conn.await {
+            tracing::debug!(%err, "agent connection ended with an error");
+        }
+    });
+    let req = Request::get(path)
+        .header(http::header::HOST, join_host_port(host, port))
+        .body(http_body_util::Empty::<Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    sender.send_request(req).await.map_err(|e| e.to_string())
+}
+
+/// Opens a TLS connection (ALPN `http/1.1`, the kubelet client certificate) to an agent; the
+/// error is worded as Go's dialer words it.
+pub(crate) async fn connect_agent(
+    tls: Arc<rustls::ClientConfig>,
+    host: &str,
+    port: u16,
+) -> std::result::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
     let server_name = rustls::pki_types::ServerName::try_from(host.to_owned())
         .map_err(|e| format!("invalid agent address {host:?}: {e}"))?;
     let mut config = (*tls).clone();
@@ -322,22 +350,9 @@ async fn fetch(
             .await
             .map_err(|e| format!("tls: {e}"))
     };
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+    tokio::time::timeout(CONNECT_TIMEOUT, connect)
         .await
-        .map_err(|_| format!("dial tcp {}: i/o timeout", join_host_port(host, port)))??;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
-        if let Err(err) = conn.await {
-            tracing::debug!(%err, "agent connection ended with an error");
-        }
-    });
-    let req = Request::get(path)
-        .header(http::header::HOST, join_host_port(host, port))
-        .body(http_body_util::Empty::<Bytes>::new())
-        .map_err(|e| e.to_string())?;
-    sender.send_request(req).await.map_err(|e| e.to_string())
+        .map_err(|_| format!("dial tcp {}: i/o timeout", join_host_port(host, port)))?
 }
 
 /// A connect error worded as Go's dialer words the common ones.

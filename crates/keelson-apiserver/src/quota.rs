@@ -132,11 +132,20 @@ pub fn usage(kind: &Kind, obj: &Value) -> BTreeMap<String, Milli> {
             }
         }
         "PersistentVolumeClaim" => {
+            let storage = milli(obj.pointer("/spec/resources/requests/storage"));
             u.insert("persistentvolumeclaims".into(), ONE);
-            u.insert(
-                "requests.storage".into(),
-                milli(obj.pointer("/spec/resources/requests/storage")),
-            );
+            u.insert("requests.storage".into(), storage);
+            // Per-class usage, as upstream: <class>.storageclass.storage.k8s.io/<resource>.
+            let class = obj
+                .pointer("/metadata/annotations/volume.beta.kubernetes.io~1storage-class")
+                .or_else(|| obj.pointer("/spec/storageClassName"))
+                .and_then(Value::as_str)
+                .filter(|c| !c.is_empty());
+            if let Some(class) = class {
+                let prefix = format!("{class}.storageclass.storage.k8s.io/");
+                u.insert(format!("{prefix}persistentvolumeclaims"), ONE);
+                u.insert(format!("{prefix}requests.storage"), storage);
+            }
         }
         "ConfigMap" | "Secret" | "ReplicationController" | "ResourceQuota" => {
             u.insert(kind.plural.to_string(), ONE);

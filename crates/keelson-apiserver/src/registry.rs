@@ -375,7 +375,9 @@ async fn create(r: &mut Req<'_>) -> Result<Response<Body>> {
             meta::meta_mut(&mut candidate)
                 .insert("name".into(), Value::String(generate_name(&prefix)));
         }
+        crate::storage::admit(r.api, r.kind, &mut candidate);
         limits::admit(r.api, r.kind, &mut candidate)?;
+        crate::priority::admit(r.api, r.kind, &mut candidate)?;
         r.kind.strategy.prepare_create(&mut candidate);
         validate(r, &candidate, None)?;
         let name = meta::name(&candidate).unwrap_or("").to_string();

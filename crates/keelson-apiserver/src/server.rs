@@ -205,6 +205,21 @@ async fn resource(
     {
         return crate::pod_logs::serve(api, &path, req).await;
     }
+    if kind.group.is_empty()
+        && kind.plural == "pods"
+        && let Some(sub) = path
+            .subresource
+            .as_deref()
+            .and_then(crate::pod_stream::Subresource::parse)
+    {
+        return crate::pod_stream::serve(api, &path, sub, req).await;
+    }
+    if kind.group.is_empty()
+        && matches!(kind.plural, "pods" | "services")
+        && path.subresource.as_deref() == Some("proxy")
+    {
+        return crate::proxy::serve(api, &path, req).await;
+    }
     let query = match Query::parse(req.uri().query()) {
         Ok(q) => q,
         Err(e) => return respond::error(&e),

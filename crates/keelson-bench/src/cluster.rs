@@ -288,19 +288,22 @@ impl Drop for UpProcess {
 
 /// Whether a list of nodes (`GET /api/v1/nodes`) has a node whose Ready condition is True.
 pub fn any_node_ready(nodes: &Value) -> bool {
-    let Some(items) = nodes.get("items").and_then(Value::as_array) else {
-        return false;
-    };
-    items.iter().any(|node| {
-        node.pointer("/status/conditions")
-            .and_then(Value::as_array)
-            .is_some_and(|conds| {
-                conds.iter().any(|c| {
-                    c.get("type").and_then(Value::as_str) == Some("Ready")
-                        && c.get("status").and_then(Value::as_str) == Some("True")
-                })
+    nodes
+        .get("items")
+        .and_then(Value::as_array)
+        .is_some_and(|items| items.iter().any(node_ready))
+}
+
+/// Whether a node's Ready condition is True.
+pub fn node_ready(node: &Value) -> bool {
+    node.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|conds| {
+            conds.iter().any(|c| {
+                c.get("type").and_then(Value::as_str) == Some("Ready")
+                    && c.get("status").and_then(Value::as_str) == Some("True")
             })
-    })
+        })
 }
 
 /// Which process of the container runtime under `dir` a command line is, if any: containerd

@@ -3,10 +3,13 @@
 pub mod api;
 pub mod client;
 pub mod cluster;
+pub mod controllers;
 pub mod load;
 pub mod pods;
 pub mod pods_report;
+pub mod podwatch;
 pub mod report;
+pub mod scheduler;
 pub mod server;
 pub mod stats;
 pub mod watch;
@@ -43,6 +46,53 @@ pub enum What {
         #[arg(long)]
         json: bool,
         /// Keep the server's temporary data directory (its store, PKI and log).
+        #[arg(long)]
+        keep: bool,
+    },
+    /// The controller manager: a Deployment created on simulated nodes until all its replicas
+    /// are available, then rolled to a new image; the controller manager's memory.
+    Controllers {
+        /// Simulated nodes (`keelson sim`).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+        nodes: u64,
+        /// Replicas of the Deployment.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+        replicas: u32,
+        /// The store of the server.
+        #[arg(long, value_enum, default_value = "sqlite")]
+        store: Store,
+        /// Also print one JSON object with the figures as the last line of stdout.
+        #[arg(long)]
+        json: bool,
+        /// Keep the server's temporary data directory (its store, PKI and logs).
+        #[arg(long)]
+        keep: bool,
+    },
+    /// The scheduler (its own process): Node objects, pods placed first, then measured pods
+    /// created as fast as the API takes them; pods/s from the watch events showing them bound.
+    Scheduler {
+        /// Nodes (Node objects, no kubelets).
+        #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..))]
+        nodes: u64,
+        /// Pods placed before the measurement.
+        #[arg(long, default_value_t = 1000)]
+        init_pods: u64,
+        /// Pods measured.
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+        pods: u64,
+        /// The kind of pods.
+        #[arg(long, value_enum, default_value = "basic")]
+        workload: scheduler::Workload,
+        /// Creates in flight at once.
+        #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..))]
+        in_flight: u64,
+        /// The store of the server.
+        #[arg(long, value_enum, default_value = "sqlite")]
+        store: Store,
+        /// Also print one JSON object with the figures as the last line of stdout.
+        #[arg(long)]
+        json: bool,
+        /// Keep the server's temporary data directory (its store, PKI and logs).
         #[arg(long)]
         keep: bool,
     },
@@ -88,6 +138,58 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             };
             let report = tokio::select! {
                 r = api::bench(&opts) => r?,
+                _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; the server was stopped"),
+            };
+            print!("{}", report.table());
+            if json {
+                println!("{}", report.json());
+            }
+            Ok(())
+        }
+        What::Controllers {
+            nodes,
+            replicas,
+            store,
+            json,
+            keep,
+        } => {
+            let opts = controllers::Options {
+                nodes: nodes as usize,
+                replicas,
+                store,
+                keep,
+            };
+            let report = tokio::select! {
+                r = controllers::bench(&opts) => r?,
+                _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; the cluster was stopped"),
+            };
+            print!("{}", report.table());
+            if json {
+                println!("{}", report.json());
+            }
+            Ok(())
+        }
+        What::Scheduler {
+            nodes,
+            init_pods,
+            pods,
+            workload,
+            in_flight,
+            store,
+            json,
+            keep,
+        } => {
+            let opts = scheduler::Options {
+                nodes: nodes as usize,
+                init_pods: init_pods as usize,
+                pods: pods as usize,
+                workload,
+                in_flight: in_flight as usize,
+                store,
+                keep,
+            };
+            let report = tokio::select! {
+                r = scheduler::bench(&opts) => r?,
                 _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; the server was stopped"),
             };
             print!("{}", report.table());

@@ -87,6 +87,18 @@ impl ServerProcess {
     /// Starts `<this executable> server` on a free port of 127.0.0.1 with the given store and
     /// waits until it answers `/readyz`. With `keep`, the data directory outlives the bench.
     pub async fn start(store: Store, keep: bool) -> Result<ServerProcess> {
+        // The API server alone: the controllers and the scheduler would act on the
+        // benchmark's pods and measure themselves too.
+        Self::start_with(
+            store,
+            keep,
+            &["--disable-controllers", "--disable-scheduler"],
+        )
+        .await
+    }
+
+    /// [`ServerProcess::start`] with `args` added to `keelson server`'s command line.
+    pub async fn start_with(store: Store, keep: bool, args: &[&str]) -> Result<ServerProcess> {
         let temp = tempfile::Builder::new()
             .prefix("keelson-bench-")
             .tempdir()
@@ -116,10 +128,7 @@ impl ServerProcess {
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--no-merge-kubeconfig")
-            // The API server alone: the controllers and the scheduler would act on the
-            // benchmark's pods and measure themselves too.
-            .arg("--disable-controllers")
-            .arg("--disable-scheduler")
+            .args(args)
             .arg("--store")
             .arg(store.as_str())
             .stdin(Stdio::null())
@@ -243,16 +252,20 @@ impl Drop for Process {
     }
 }
 
-/// The last lines of the server log in `dir`.
-fn log_tail(dir: &Path) -> String {
-    let text = std::fs::read_to_string(dir.join(LOG_FILE)).unwrap_or_default();
+/// The last lines of the log `file` in `dir`.
+pub(crate) fn log_tail_of(dir: &Path, file: &str) -> String {
+    let text = std::fs::read_to_string(dir.join(file)).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
+fn log_tail(dir: &Path) -> String {
+    log_tail_of(dir, LOG_FILE)
+}
+
 /// Has the kernel kill the server should the bench die without cleaning up (e.g. SIGKILL).
 /// The bench spawns the server from its main thread, whose exit is the process's exit.
-fn die_with_parent(cmd: &mut Command) {
+pub(crate) fn die_with_parent(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
     // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
     unsafe {

@@ -19,6 +19,8 @@ pub mod pod;
 pub mod replicaset;
 pub mod selector;
 pub mod serviceaccount;
+pub mod servicelb;
+pub mod volume;
 
 use std::time::Duration;
 
@@ -30,7 +32,9 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     Endpoints, Namespace, Node, Pod, ReplicationController, Service, ServiceAccount,
 };
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::storage::v1::StorageClass;
 use kube::Api;
 
 use crate::informer::Informer;
@@ -50,6 +54,11 @@ pub struct Options {
     pub cluster_cidr: String,
     /// How nodes whose agents go quiet are judged.
     pub node_lifecycle: nodelifecycle::Settings,
+    /// Where LoadBalancer Services get their external IP: a CIDR pool, or (none) the Ready
+    /// nodes' InternalIPs as k3s's ServiceLB does.
+    pub service_lb_pool: Option<String>,
+    /// The PersistentVolume controllers and the local-path provisioner.
+    pub storage: volume::Settings,
 }
 
 impl Default for Options {
@@ -60,6 +69,8 @@ impl Default for Options {
             clock: clock::Clock::real(),
             cluster_cidr: "10.42.0.0/16".into(),
             node_lifecycle: nodelifecycle::Settings::default(),
+            service_lb_pool: None,
+            storage: volume::Settings::default(),
         }
     }
 }
@@ -81,6 +92,9 @@ pub async fn run(client: kube::Client, options: Options) -> anyhow::Result<()> {
     let endpoints = Informer::<Endpoints>::new(Api::all(client.clone()));
     let slices = Informer::<EndpointSlice>::new(Api::all(client.clone()));
     let leases = Informer::<Lease>::new(Api::namespaced(client.clone(), "kube-node-lease"));
+    let claims = Informer::<PersistentVolumeClaim>::new(Api::all(client.clone()));
+    let volumes = Informer::<PersistentVolume>::new(Api::all(client.clone()));
+    let classes = Informer::<StorageClass>::new(Api::all(client.clone()));
     // Controllers subscribe when built, before the informers start.
     let controllers: Vec<BoxFuture<'static, ()>> = vec![
         replicaset::run(client.clone(), &pods, &replicasets).boxed(),
@@ -99,6 +113,13 @@ pub async fn run(client: kube::Client, options: Options) -> anyhow::Result<()> {
         cronjob::run(client.clone(), &cronjobs, &jobs, options.clock.clone()).boxed(),
         gc::run(client.clone()).boxed(),
         nodeipam::run(client.clone(), &nodes, options.cluster_cidr.clone()).boxed(),
+        servicelb::run(
+            client.clone(),
+            &services,
+            &nodes,
+            options.service_lb_pool.clone(),
+        )
+        .boxed(),
         nodelifecycle::run(
             client.clone(),
             &nodes,
@@ -106,6 +127,18 @@ pub async fn run(client: kube::Client, options: Options) -> anyhow::Result<()> {
             &leases,
             options.node_lifecycle.clone(),
             options.clock.clone(),
+        )
+        .boxed(),
+        volume::run(
+            client.clone(),
+            volume::Informers {
+                claims: &claims,
+                volumes: &volumes,
+                classes: &classes,
+                pods: &pods,
+                nodes: &nodes,
+            },
+            options.storage.clone(),
         )
         .boxed(),
     ];
@@ -124,6 +157,9 @@ pub async fn run(client: kube::Client, options: Options) -> anyhow::Result<()> {
     endpoints.start();
     slices.start();
     leases.start();
+    claims.start();
+    volumes.start();
+    classes.start();
     // One waiter per store: a store's readiness signal wakes only one task.
     pods.wait_ready().await;
     replicasets.wait_ready().await;
@@ -140,6 +176,9 @@ pub async fn run(client: kube::Client, options: Options) -> anyhow::Result<()> {
     endpoints.wait_ready().await;
     slices.wait_ready().await;
     leases.wait_ready().await;
+    claims.wait_ready().await;
+    volumes.wait_ready().await;
+    classes.wait_ready().await;
     tracing::debug!("caches filled; starting controllers");
     futures::future::join_all(controllers).await;
     std::future::pending().await

@@ -525,6 +525,22 @@ impl Runtime for CriClient {
         .await
     }
 
+    async fn exec(&self, request: cri::ExecRequest) -> Result<String> {
+        let mut client = self.runtime.clone();
+        let what = container(&request.container_id);
+        let call = client.exec(self::request(request, CALL_TIMEOUT));
+        let response = self.must("exec", &what, CALL_TIMEOUT, call).await?;
+        Ok(response.url)
+    }
+
+    async fn attach(&self, request: cri::AttachRequest) -> Result<String> {
+        let mut client = self.runtime.clone();
+        let what = container(&request.container_id);
+        let call = client.attach(self::request(request, CALL_TIMEOUT));
+        let response = self.must("attach", &what, CALL_TIMEOUT, call).await?;
+        Ok(response.url)
+    }
+
     async fn image_status(&self, image: &str) -> Result<Option<cri::Image>> {
         let mut client = self.images.clone();
         let request = request(

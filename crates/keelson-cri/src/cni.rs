@@ -22,8 +22,10 @@ pub enum Error {
 }
 
 /// The conflist for a bridge network `network_name` on Linux bridge `bridge`, giving pods
-/// addresses from `pod_cidr` (IPv4 or IPv6), with masquerading of traffic leaving the node,
-/// hairpin mode (a pod reaching itself through a Service) and hostPort mappings.
+/// addresses from `pod_cidr` (IPv4 or IPv6), with hairpin mode (a pod reaching itself through
+/// a Service) and hostPort mappings. No `ipMasq`: the service proxy masquerades traffic
+/// leaving the pod network with one nftables rule per node (the plugin's rules cost iptables
+/// work at every pod start).
 pub fn render_conflist(network_name: &str, bridge: &str, pod_cidr: &str) -> String {
     let default_route = if pod_cidr.contains(':') {
         "::/0"
@@ -38,7 +40,7 @@ pub fn render_conflist(network_name: &str, bridge: &str, pod_cidr: &str) -> Stri
                 "type": "bridge",
                 "bridge": bridge,
                 "isGateway": true,
-                "ipMasq": true,
+                "ipMasq": false,
                 "hairpinMode": true,
                 "ipam": {
                     "type": "host-local",
@@ -117,7 +119,7 @@ mod tests {
         check("/plugins/0/type", json!("bridge"));
         check("/plugins/0/bridge", json!("keelson0"));
         check("/plugins/0/isGateway", json!(true));
-        check("/plugins/0/ipMasq", json!(true));
+        check("/plugins/0/ipMasq", json!(false));
         check("/plugins/0/hairpinMode", json!(true));
         check("/plugins/0/ipam/type", json!("host-local"));
         check("/plugins/0/ipam/ranges/0/0/subnet", json!("10.42.0.0/24"));

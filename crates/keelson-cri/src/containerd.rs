@@ -156,6 +156,11 @@ disabled_plugins = [{disabled}]
   # which root in a container or a micro-VM may lack (runc then fails every sandbox).
   restrict_oom_score_adj = true
   max_container_log_line_size = 16384
+  # The streaming server behind CRI Exec, Attach and PortForward: loopback only (the agent is
+  # its only client), plain HTTP, a port the kernel picks (several containerds may run).
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  enable_tls_streaming = false
 
 [{cri}.containerd]
   snapshotter = "overlayfs"
@@ -612,6 +617,12 @@ mod tests {
             &["plugins", cri, "sandbox_image"],
             "keelson.local/pause:1".into(),
         );
+        check(
+            &["plugins", cri, "stream_server_address"],
+            "127.0.0.1".into(),
+        );
+        check(&["plugins", cri, "stream_server_port"], "0".into());
+        check(&["plugins", cri, "enable_tls_streaming"], false.into());
         check(
             &["plugins", cri, "containerd", "snapshotter"],
             "overlayfs".into(),

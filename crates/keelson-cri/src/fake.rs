@@ -256,6 +256,26 @@ impl FakeRuntime {
         self.lock().calls.clone()
     }
 
+    /// A streaming call (`exec`, `attach`) on a running container: recorded as
+    /// `exec web/c1 sh -c ...`, answered with a URL nothing serves
+    /// (`http://127.0.0.1:0/exec/<container id>`).
+    fn stream_url(&self, op: &'static str, id: &str, detail: &str) -> Result<String> {
+        let mut state = self.lock();
+        let Some(c) = state.containers.get(id) else {
+            return Err(Error::NotFound(format!("container {id:?}")));
+        };
+        if c.state != RUNNING {
+            let state = cri::ContainerState::try_from(c.state)
+                .map(|s| s.as_str_name())
+                .unwrap_or("CONTAINER_UNKNOWN");
+            return Err(runtime_error(op, format!("container is in {state} state")));
+        }
+        let label = state.container_label(id);
+        let call = format!("{op} {label} {detail}");
+        state.calls.push(call.trim_end().to_string());
+        Ok(format!("http://127.0.0.1:0/{op}/{id}"))
+    }
+
     /// Forgets the calls made so far.
     pub fn clear_calls(&self) {
         self.lock().calls.clear();
@@ -722,6 +742,14 @@ impl Runtime for FakeRuntime {
             .calls
             .push(format!("exec_sync {label} {}", cmd.join(" ")));
         Ok(state.exec_results.get(id).cloned().unwrap_or_default())
+    }
+
+    async fn exec(&self, request: cri::ExecRequest) -> Result<String> {
+        self.stream_url("exec", &request.container_id, &request.cmd.join(" "))
+    }
+
+    async fn attach(&self, request: cri::AttachRequest) -> Result<String> {
+        self.stream_url("attach", &request.container_id, "")
     }
 
     async fn image_status(&self, image: &str) -> Result<Option<cri::Image>> {

@@ -62,6 +62,13 @@ pub trait Runtime: Send + Sync + 'static {
         timeout_s: i64,
     ) -> Result<cri::ExecSyncResponse>;
 
+    /// Prepares a streaming exec in a running container (`kubectl exec`); returns the URL on
+    /// the runtime's streaming server that carries it.
+    async fn exec(&self, request: cri::ExecRequest) -> Result<String>;
+    /// Prepares a streaming attach to a running container's stdio (`kubectl attach`); returns
+    /// the URL on the runtime's streaming server that carries it.
+    async fn attach(&self, request: cri::AttachRequest) -> Result<String>;
+
     /// The image if it is present on the node.
     async fn image_status(&self, image: &str) -> Result<Option<cri::Image>>;
     /// Pulls an image; returns its reference (the image ID).

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 
-use crate::framework::{NodeInfo, PodInfo, pod_key};
+use crate::framework::{ClusterNodes, NodeInfo, PodInfo, pod_key};
 
 /// Nodes, their pods, and which pods are only assumed (decided, bind not yet seen).
 #[derive(Default)]
@@ -19,6 +19,27 @@ pub struct Cache {
     pods: HashMap<String, (String, bool)>,
     /// Where the next cycle starts walking `order`, so nodes share the load.
     pub next_start: usize,
+    /// Pods with terms other pods' scores read (`PodInfo::has_affinity`), cluster-wide.
+    pods_with_affinity: usize,
+    /// Pods with required pod anti-affinity terms, cluster-wide.
+    pods_with_required_anti_affinity: usize,
+}
+
+impl ClusterNodes for Cache {
+    fn all_nodes(&self) -> Vec<&NodeInfo> {
+        self.order
+            .iter()
+            .filter_map(|n| self.nodes.get(n))
+            .collect()
+    }
+
+    fn num_pods_with_affinity(&self) -> usize {
+        self.pods_with_affinity
+    }
+
+    fn num_pods_with_required_anti_affinity(&self) -> usize {
+        self.pods_with_required_anti_affinity
+    }
 }
 
 /// Whether a node change can make a pod fit that did not before.
@@ -87,10 +108,19 @@ impl Cache {
         if self.pods.get(&key).is_some_and(|(old, _)| old != node) {
             self.remove_pod(&key);
         }
-        self.nodes
+        let info_node = self
+            .nodes
             .entry(node.to_string())
-            .or_insert_with(|| Self::ghost(node))
-            .add_pod(info);
+            .or_insert_with(|| Self::ghost(node));
+        let before = (
+            info_node.pods_with_affinity,
+            info_node.pods_with_required_anti_affinity,
+        );
+        info_node.add_pod(info);
+        self.pods_with_affinity = self.pods_with_affinity + info_node.pods_with_affinity - before.0;
+        self.pods_with_required_anti_affinity = self.pods_with_required_anti_affinity
+            + info_node.pods_with_required_anti_affinity
+            - before.1;
         self.pods.insert(key, (node.to_string(), assumed));
     }
 
@@ -126,7 +156,11 @@ impl Cache {
         };
         let now_empty_ghost = match self.nodes.get_mut(&node) {
             Some(info) => {
-                info.remove_pod(key);
+                if let Some(gone) = info.remove_pod(key) {
+                    self.pods_with_affinity -= usize::from(gone.has_affinity);
+                    self.pods_with_required_anti_affinity -=
+                        usize::from(gone.has_required_anti_affinity);
+                }
                 info.pods.is_empty() && !self.order.contains(&node)
             }
             None => false,

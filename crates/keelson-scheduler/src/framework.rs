@@ -1,12 +1,14 @@
 //! The scheduling framework: one small trait per extension point, the `Status` a plugin
 //! returns, and the per-node and per-pod data plugins read.
 
+use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 
 use crate::resources::{self, Resources};
+use crate::terms::AffinityTerms;
 
 /// How a plugin judged a pod (upstream's status codes, the ones this scheduler uses).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,16 +65,43 @@ pub struct PodInfo {
     /// Requests with upstream's non-zero defaults, for scoring.
     pub non_zero_requests: Resources,
     pub host_ports: Vec<HostPort>,
+    /// The pod has terms other pods' scores read: pod affinity (required or preferred) or
+    /// preferred anti-affinity.
+    pub has_affinity: bool,
+    /// The pod has required pod anti-affinity terms.
+    pub has_required_anti_affinity: bool,
+    /// The pod's affinity terms, parsed (only when it has some).
+    pub affinity: Option<Arc<AffinityTerms>>,
 }
 
 impl PodInfo {
     pub fn new(pod: Arc<Pod>) -> PodInfo {
+        let terms = AffinityTerms::of(&pod);
+        let has_required_anti_affinity = !terms.required_anti_affinity.is_empty();
+        let has_affinity = !terms.required_affinity.is_empty()
+            || !terms.preferred_affinity.is_empty()
+            || !terms.preferred_anti_affinity.is_empty();
+        let affinity = (!terms.is_empty()).then(|| Arc::new(terms));
         PodInfo {
             requests: resources::pod_requests(&pod),
             non_zero_requests: resources::pod_requests_non_zero(&pod),
             host_ports: host_ports(&pod),
+            has_affinity,
+            has_required_anti_affinity,
+            affinity,
             pod,
         }
+    }
+
+    /// The pod's labels (empty when it has none).
+    pub fn labels(&self) -> &BTreeMap<String, String> {
+        static EMPTY: BTreeMap<String, String> = BTreeMap::new();
+        self.pod.metadata.labels.as_ref().unwrap_or(&EMPTY)
+    }
+
+    /// The pod's namespace.
+    pub fn namespace(&self) -> &str {
+        self.pod.metadata.namespace.as_deref().unwrap_or("default")
     }
 
     /// `namespace/name`.
@@ -125,6 +154,10 @@ pub struct NodeInfo {
     pub pods: HashMap<String, PodInfo>,
     /// Host ports in use, with how many pods use each.
     pub used_ports: BTreeMap<HostPort, usize>,
+    /// How many of the pods have terms other pods' scores read (`PodInfo::has_affinity`).
+    pub pods_with_affinity: usize,
+    /// How many of the pods have required pod anti-affinity terms.
+    pub pods_with_required_anti_affinity: usize,
 }
 
 impl NodeInfo {
@@ -142,11 +175,19 @@ impl NodeInfo {
             non_zero_requested: Resources::default(),
             pods: HashMap::new(),
             used_ports: BTreeMap::new(),
+            pods_with_affinity: 0,
+            pods_with_required_anti_affinity: 0,
         }
     }
 
     pub fn name(&self) -> &str {
         self.node.metadata.name.as_deref().unwrap_or("")
+    }
+
+    /// The node's labels (empty when it has none).
+    pub fn labels(&self) -> &BTreeMap<String, String> {
+        static EMPTY: BTreeMap<String, String> = BTreeMap::new();
+        self.node.metadata.labels.as_ref().unwrap_or(&EMPTY)
     }
 
     /// Replaces the node object, keeping its pods.
@@ -165,6 +206,8 @@ impl NodeInfo {
         for p in &info.host_ports {
             *self.used_ports.entry(p.clone()).or_default() += 1;
         }
+        self.pods_with_affinity += usize::from(info.has_affinity);
+        self.pods_with_required_anti_affinity += usize::from(info.has_required_anti_affinity);
         self.pods.insert(key, info);
     }
 
@@ -173,6 +216,8 @@ impl NodeInfo {
         let info = self.pods.remove(key)?;
         self.requested.sub(&info.requests);
         self.non_zero_requested.sub(&info.non_zero_requests);
+        self.pods_with_affinity -= usize::from(info.has_affinity);
+        self.pods_with_required_anti_affinity -= usize::from(info.has_required_anti_affinity);
         for p in &info.host_ports {
             if let Some(n) = self.used_ports.get_mut(p) {
                 *n -= 1;
@@ -207,6 +252,59 @@ pub trait ScorePlugin: Send + Sync {
     fn normalize(&self, _scores: &mut [i64]) {}
 }
 
+/// What plugins compute once per cycle (in PreFilter or PreScore) and read for each node,
+/// keyed by plugin name.
+#[derive(Default)]
+pub struct CycleState {
+    data: HashMap<&'static str, Box<dyn Any + Send + Sync>>,
+}
+
+impl CycleState {
+    pub fn write<T: Any + Send + Sync>(&mut self, key: &'static str, value: T) {
+        self.data.insert(key, Box::new(value));
+    }
+
+    pub fn read<T: Any>(&self, key: &'static str) -> Option<&T> {
+        self.data.get(key).and_then(|v| v.downcast_ref())
+    }
+}
+
+/// Every node of the cluster as a cycle sees it, for plugins that look beyond one node.
+pub trait ClusterNodes: Sync {
+    /// The nodes that exist.
+    fn all_nodes(&self) -> Vec<&NodeInfo>;
+    /// How many pods in the cluster have terms other pods' scores read
+    /// (`PodInfo::has_affinity`).
+    fn num_pods_with_affinity(&self) -> usize;
+    /// How many pods in the cluster have required pod anti-affinity terms.
+    fn num_pods_with_required_anti_affinity(&self) -> usize;
+}
+
+/// A Filter plugin whose verdict depends on other nodes' pods (InterPodAffinity,
+/// PodTopologySpread): PreFilter sees the whole cluster once per cycle and writes what Filter
+/// reads into the cycle state; when it writes nothing, Filter is skipped for this pod.
+pub trait ClusterFilterPlugin: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn pre_filter(&self, pod: &PodInfo, nodes: &dyn ClusterNodes, state: &mut CycleState)
+    -> Status;
+    fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status;
+}
+
+/// A Score plugin that needs a per-cycle view of the cluster: PreScore writes its state (or
+/// nothing, and then every node scores 0 from it).
+pub trait ClusterScorePlugin: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn pre_score(
+        &self,
+        pod: &PodInfo,
+        nodes: &dyn ClusterNodes,
+        feasible: &[&NodeInfo],
+        state: &mut CycleState,
+    );
+    fn score(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> i64;
+    fn normalize(&self, _state: &CycleState, _scores: &mut [i64]) {}
+}
+
 /// The highest score a node gets from one plugin.
 pub const MAX_NODE_SCORE: i64 = 100;
 
@@ -233,6 +331,10 @@ pub struct Framework {
     pub filters: Vec<Box<dyn FilterPlugin>>,
     /// Score plugins with their weights.
     pub scores: Vec<(Box<dyn ScorePlugin>, i64)>,
+    /// Filter plugins with a PreFilter over the cluster; they run after `filters`.
+    pub cluster_filters: Vec<Box<dyn ClusterFilterPlugin>>,
+    /// Score plugins with a PreScore over the cluster, with their weights.
+    pub cluster_scores: Vec<(Box<dyn ClusterScorePlugin>, i64)>,
 }
 
 impl Framework {
@@ -247,10 +349,37 @@ impl Framework {
         Status::success()
     }
 
+    /// Runs the PreFilter of the cluster-wide Filter plugins; the first failure wins.
+    pub fn run_cluster_pre_filters(
+        &self,
+        pod: &PodInfo,
+        nodes: &dyn ClusterNodes,
+        state: &mut CycleState,
+    ) -> Status {
+        for p in &self.cluster_filters {
+            let s = p.pre_filter(pod, nodes, state);
+            if !s.is_success() {
+                return s;
+            }
+        }
+        Status::success()
+    }
+
     /// Runs the Filter plugins on one node; the first failure wins, as upstream.
     pub fn run_filters(&self, pod: &PodInfo, node: &NodeInfo) -> Status {
+        self.run_filters_with(&CycleState::default(), pod, node)
+    }
+
+    /// Runs the Filter plugins, then the cluster-wide ones whose PreFilter left state.
+    pub fn run_filters_with(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
         for p in &self.filters {
             let s = p.filter(pod, node);
+            if !s.is_success() {
+                return s;
+            }
+        }
+        for p in &self.cluster_filters {
+            let s = p.filter(state, pod, node);
             if !s.is_success() {
                 return s;
             }
@@ -264,6 +393,26 @@ impl Framework {
         for (plugin, weight) in &self.scores {
             let mut scores: Vec<i64> = nodes.iter().map(|n| plugin.score(pod, n)).collect();
             plugin.normalize(&mut scores);
+            for (t, s) in total.iter_mut().zip(scores) {
+                *t += s * weight;
+            }
+        }
+        total
+    }
+
+    /// Like [`Framework::run_scores`], adding the cluster-wide Score plugins (PreScore once).
+    pub fn run_scores_with(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        cluster: &dyn ClusterNodes,
+        nodes: &[&NodeInfo],
+    ) -> Vec<i64> {
+        let mut total = self.run_scores(pod, nodes);
+        for (plugin, weight) in &self.cluster_scores {
+            plugin.pre_score(pod, cluster, nodes, state);
+            let mut scores: Vec<i64> = nodes.iter().map(|n| plugin.score(state, pod, n)).collect();
+            plugin.normalize(state, &mut scores);
             for (t, s) in total.iter_mut().zip(scores) {
                 *t += s * weight;
             }

@@ -9,10 +9,12 @@
 pub mod cache;
 pub mod framework;
 pub mod plugins;
+pub mod preemption;
 pub mod queue;
 pub mod resources;
 pub mod schedule;
 mod scheduler;
+pub mod terms;
 mod writer;
 
 /// The scheduler name pods ask for by default (`spec.schedulerName`).

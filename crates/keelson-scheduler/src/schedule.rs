@@ -2,7 +2,8 @@
 //! clusters, as upstream), score the feasible ones, pick the best; or explain why none fits.
 
 use crate::cache::Cache;
-use crate::framework::{Code, Diagnosis, Framework, PodInfo, Status, fit_message};
+use crate::framework::{CycleState, Diagnosis, Framework, PodInfo, Status, fit_message};
+use crate::preemption;
 
 /// Upstream's message when the cluster has no nodes at all.
 pub const NO_NODES: &str = "no nodes available to schedule pods";
@@ -13,6 +14,8 @@ pub struct FitError {
     pub diagnosis: Diagnosis,
     /// The full message for the pod condition and the FailedScheduling event.
     pub message: String,
+    /// Where preemption would make room, and the pods to evict there.
+    pub nominated: Option<preemption::Candidate>,
 }
 
 /// How many feasible nodes a cycle looks for before it stops filtering (upstream's adaptive
@@ -59,9 +62,14 @@ pub fn schedule(
         return Err(FitError {
             diagnosis: Diagnosis::default(),
             message: NO_NODES.to_string(),
+            nominated: None,
         });
     }
-    let pre = fw.run_pre_filters(pod);
+    let mut state = CycleState::default();
+    let mut pre = fw.run_pre_filters(pod);
+    if pre.is_success() {
+        pre = fw.run_cluster_pre_filters(pod, &*cache, &mut state);
+    }
     if !pre.is_success() {
         let diagnosis = Diagnosis {
             num_all_nodes: n,
@@ -71,7 +79,14 @@ pub fn schedule(
                 .map(|name| (name.clone(), pre.clone()))
                 .collect(),
         };
-        return Err(fit_error(cache, pod, diagnosis));
+        // Upstream names a PreFilter's refusal once, not once per node.
+        let mut err = fit_error(fw, &state, cache, pod, diagnosis);
+        err.message = err.message.replacen(
+            &fit_message(n, std::iter::repeat_n(&pre, n)),
+            &format!("0/{n} nodes are available: {}.", pre.reasons.join(", ")),
+            1,
+        );
+        return Err(err);
     }
     let want = num_feasible_nodes_to_find(n);
     let start = cache.next_start % n;
@@ -84,7 +99,7 @@ pub fn schedule(
         let Some(info) = cache.node(name) else {
             continue;
         };
-        let s = fw.run_filters(pod, info);
+        let s = fw.run_filters_with(&state, pod, info);
         if s.is_success() {
             feasible.push(name);
             if feasible.len() >= want {
@@ -99,7 +114,7 @@ pub fn schedule(
         1 => Some(feasible[0].to_string()),
         _ => {
             let infos: Vec<_> = feasible.iter().filter_map(|f| cache.node(f)).collect();
-            let scores = fw.run_scores(pod, &infos);
+            let scores = fw.run_scores_with(&mut state, pod, &*cache, &infos);
             Some(pick(&feasible, &scores, ties))
         }
     };
@@ -111,7 +126,7 @@ pub fn schedule(
                 num_all_nodes: n,
                 node_statuses: failed,
             };
-            Err(fit_error(cache, pod, diagnosis))
+            Err(fit_error(fw, &state, cache, pod, diagnosis))
         }
     }
 }
@@ -134,45 +149,27 @@ fn pick(names: &[&str], scores: &[i64], ties: &mut TieBreaker) -> String {
     names[best].to_string()
 }
 
-fn fit_error(cache: &Cache, pod: &PodInfo, diagnosis: Diagnosis) -> FitError {
-    let preemption = preemption_message(cache, pod, &diagnosis);
-    FitError {
-        message: diagnosis.message(&preemption),
-        diagnosis,
+/// The FitError of a failed cycle, after PostFilter (DefaultPreemption): when preemption
+/// finds a node the message has no `preemption:` part, as upstream.
+fn fit_error(
+    fw: &Framework,
+    state: &CycleState,
+    cache: &Cache,
+    pod: &PodInfo,
+    diagnosis: Diagnosis,
+) -> FitError {
+    match preemption::preempt(fw, state, cache, pod, &diagnosis) {
+        Ok(candidate) => FitError {
+            message: diagnosis.message(""),
+            diagnosis,
+            nominated: Some(candidate),
+        },
+        Err(preemption) => FitError {
+            message: diagnosis.message(&preemption),
+            diagnosis,
+            nominated: None,
+        },
     }
-}
-
-/// What upstream's DefaultPreemption would report for a pod no node takes. Preemption
-/// itself is not implemented: a node where evicting lower-priority pods would make room
-/// reports that no victims were found.
-pub fn preemption_message(cache: &Cache, pod: &PodInfo, diagnosis: &Diagnosis) -> String {
-    let spec = pod.pod.spec.as_ref();
-    if spec.and_then(|s| s.preemption_policy.as_deref()) == Some("Never") {
-        return "preemption: not eligible due to preemptionPolicy=Never.".to_string();
-    }
-    let priority = spec.and_then(|s| s.priority).unwrap_or(0);
-    let statuses: Vec<Status> = diagnosis
-        .node_statuses
-        .iter()
-        .map(|(name, s)| {
-            if s.code == Code::UnschedulableAndUnresolvable {
-                return Status::unresolvable("Preemption is not helpful for scheduling");
-            }
-            let has_victims = cache.node(name).is_some_and(|n| {
-                n.pods.values().any(|p| {
-                    p.pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0) < priority
-                })
-            });
-            if has_victims {
-                tracing::debug!(node = %name, "preemption would be possible but is not implemented");
-            }
-            Status::unresolvable("No preemption victims found for incoming pod")
-        })
-        .collect();
-    format!(
-        "preemption: {}",
-        fit_message(diagnosis.num_all_nodes, statuses.iter())
-    )
 }
 
 #[cfg(test)]

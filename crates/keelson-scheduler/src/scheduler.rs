@@ -27,6 +27,8 @@ const BATCH: usize = 512;
 enum Input {
     Pod(Box<Result<Event<Pod>, watcher::Error>>),
     Node(Box<Result<Event<Node>, watcher::Error>>),
+    /// A claim, volume or class changed (the listers are already updated).
+    Volumes,
 }
 
 /// The outcome of a bind task.
@@ -38,6 +40,7 @@ struct Bound {
 pub struct Scheduler {
     client: kube::Client,
     framework: Framework,
+    volumes: plugins::volume_binding::VolumeListers,
     cache: Cache,
     queue: Queue,
     ties: TieBreaker,
@@ -49,6 +52,9 @@ pub struct Scheduler {
     nodes_listing: Option<HashSet<String>>,
     pods_synced: bool,
     nodes_synced: bool,
+    /// A pod with pod (anti-)affinity or spread constraints was found unschedulable since
+    /// the last move: a pod landing on a node may help it.
+    waiting_for_pods: bool,
 }
 
 fn is_terminal(pod: &Pod) -> bool {
@@ -75,9 +81,11 @@ fn is_ours(pod: &Pod) -> bool {
 impl Scheduler {
     pub fn new(client: kube::Client, _options: Options) -> Scheduler {
         let (bound_tx, bound_rx) = mpsc::unbounded_channel();
+        let volumes = plugins::volume_binding::VolumeListers::default();
         Scheduler {
             client,
-            framework: plugins::default_framework(),
+            framework: plugins::framework_with(volumes.clone()),
+            volumes,
             cache: Cache::default(),
             queue: Queue::default(),
             ties: TieBreaker::default(),
@@ -88,6 +96,7 @@ impl Scheduler {
             nodes_listing: None,
             pods_synced: false,
             nodes_synced: false,
+            waiting_for_pods: false,
         }
     }
 
@@ -104,7 +113,8 @@ impl Scheduler {
         )
         .default_backoff()
         .map(|e| Input::Node(Box::new(e)));
-        stream::select(pods, nodes)
+        let volumes = self.volumes.changes(&self.client).map(|()| Input::Volumes);
+        stream::select(stream::select(pods, nodes), volumes)
     }
 
     /// Runs until the process ends.
@@ -151,6 +161,7 @@ impl Scheduler {
                 Ok(ev) => self.on_node_event(ev),
                 Err(e) => tracing::warn!(error = %e, "watching nodes"),
             },
+            Input::Volumes => self.queue.move_all(Instant::now()),
         }
     }
 
@@ -198,6 +209,10 @@ impl Scheduler {
                 }
             } else {
                 self.cache.add_or_update_pod(Arc::new(pod));
+                if self.waiting_for_pods {
+                    self.waiting_for_pods = false;
+                    self.queue.move_all(Instant::now());
+                }
             }
             return;
         }
@@ -275,6 +290,14 @@ impl Scheduler {
             Err(fit) => {
                 tracing::debug!(pod = %k, message = %fit.message, "unschedulable");
                 self.queue.unschedulable(&k, now);
+                let spreads = pod
+                    .spec
+                    .as_ref()
+                    .is_some_and(|s| s.topology_spread_constraints.is_some());
+                self.waiting_for_pods |= info.affinity.is_some() || spreads;
+                if let Some(candidate) = fit.nominated {
+                    self.spawn_preemption(pod.clone(), candidate);
+                }
                 self.spawn_failure(pod, fit.message);
             }
         }
@@ -284,11 +307,19 @@ impl Scheduler {
         let client = self.client.clone();
         let writes = self.writes.clone();
         let tx = self.bound_tx.clone();
+        let volumes = self.volumes.clone();
         tokio::spawn(async move {
             let Ok(_permit) = writes.acquire_owned().await else {
                 return;
             };
-            let result = writer::bind(client.clone(), &pod, &node).await;
+            let pre_bound = plugins::volume_binding::pre_bind(&client, &volumes, &pod, &node).await;
+            let result = match pre_bound {
+                Ok(()) => writer::bind(client.clone(), &pod, &node).await,
+                Err(source) => Err(writer::Error::PreBind {
+                    pod: key.clone(),
+                    source,
+                }),
+            };
             let ok = match &result {
                 Ok(()) => true,
                 Err(e) => {
@@ -306,6 +337,27 @@ impl Scheduler {
                     writer::event(client, pod, "Normal", "Scheduled", "Binding", message).await
                 {
                     tracing::warn!(error = %e, "recording event");
+                }
+            }
+        });
+    }
+
+    /// Nominates the node for the preemptor and evicts the victims there (DefaultPreemption);
+    /// their deletions bring the preemptor back to the active queue.
+    fn spawn_preemption(&self, pod: Arc<Pod>, candidate: crate::preemption::Candidate) {
+        let client = self.client.clone();
+        let writes = self.writes.clone();
+        tokio::spawn(async move {
+            let Ok(_permit) = writes.acquire_owned().await else {
+                return;
+            };
+            let node = candidate.node;
+            if let Err(e) = writer::nominate(client.clone(), &pod, &node).await {
+                tracing::warn!(error = %e, "nominating node");
+            }
+            for victim in candidate.victims {
+                if let Err(e) = writer::evict(client.clone(), victim.pod, &pod, &node).await {
+                    tracing::warn!(error = %e, "preempting");
                 }
             }
         });

@@ -20,8 +20,12 @@ pub enum Error {
         node: String,
         source: kube::Error,
     },
+    #[error("selecting the node of the volume claims of pod {pod}: {source}")]
+    PreBind { pod: String, source: kube::Error },
     #[error("updating the status of pod {pod}: {source}")]
     Status { pod: String, source: kube::Error },
+    #[error("deleting preemption victim {pod}: {source}")]
+    Evict { pod: String, source: kube::Error },
     #[error("recording event {reason} for pod {pod}: {source}")]
     Event {
         pod: String,
@@ -103,6 +107,58 @@ pub async fn mark_unschedulable(client: kube::Client, pod: &Pod, message: &str) 
             pod: format!("{ns}/{name}"),
             source,
         })
+}
+
+/// Sets `status.nominatedNodeName` of a pod that preempted others on `node`.
+pub async fn nominate(client: kube::Client, pod: &Pod, node: &str) -> Result<()> {
+    let (ns, name) = ns_name(pod);
+    let patch = json!({"status": {"nominatedNodeName": node}});
+    Api::<Pod>::namespaced(client, &ns)
+        .patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .map(|_| ())
+        .map_err(|source| Error::Status {
+            pod: format!("{ns}/{name}"),
+            source,
+        })
+}
+
+/// Evicts a preemption victim as upstream does: the DisruptionTarget condition, a
+/// `Preempted` event, then a graceful delete.
+pub async fn evict(
+    client: kube::Client,
+    victim: Arc<Pod>,
+    preemptor: &Pod,
+    node: &str,
+) -> Result<()> {
+    let (ns, name) = ns_name(&victim);
+    let api = Api::<Pod>::namespaced(client.clone(), &ns);
+    let condition = json!({"status": {"conditions": [{
+        "type": "DisruptionTarget",
+        "status": "True",
+        "reason": "PreemptionByScheduler",
+        "message": format!("{DEFAULT_SCHEDULER_NAME}: preempting to accommodate a higher priority pod"),
+        "lastTransitionTime": now(),
+    }]}});
+    if let Err(e) = api
+        .patch_status(&name, &PatchParams::default(), &Patch::Strategic(condition))
+        .await
+    {
+        tracing::debug!(error = %e, pod = %name, "setting DisruptionTarget");
+    }
+    let message = format!(
+        "Preempted by pod {} on node {node}",
+        preemptor.metadata.uid.as_deref().unwrap_or("")
+    );
+    event(client, victim, "Normal", "Preempted", "Preempting", message).await?;
+    match api.delete(&name, &Default::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(source) => Err(Error::Evict {
+            pod: format!("{ns}/{name}"),
+            source,
+        }),
+    }
 }
 
 fn now() -> Time {

@@ -2,6 +2,7 @@
 
 mod client;
 mod image;
+mod leader;
 mod node;
 mod server;
 mod up;
@@ -37,11 +38,15 @@ enum Command {
     ControllerManager {
         #[arg(long)]
         kubeconfig: PathBuf,
+        #[command(flatten)]
+        leader: leader::LeaderArgs,
     },
     /// Run the scheduler alone, against the cluster a kubeconfig names.
     Scheduler {
         #[arg(long)]
         kubeconfig: PathBuf,
+        #[command(flatten)]
+        leader: leader::LeaderArgs,
     },
     /// Simulate nodes (like KWOK) for the cluster a kubeconfig names.
     Sim(keelson_sim::SimArgs),
@@ -76,13 +81,26 @@ fn main() -> anyhow::Result<()> {
         Command::Agent(args) => runtime()?.block_on(up::agent(args)),
         Command::Image(cmd) => image::run(cmd),
         Command::Bench(args) => runtime()?.block_on(keelson_bench::run(args)),
-        Command::ControllerManager { kubeconfig } => runtime()?.block_on(async move {
+        Command::ControllerManager { kubeconfig, leader } => runtime()?.block_on(async move {
             let client = client::from_kubeconfig(&kubeconfig).await?;
-            keelson_controllers::run(client, keelson_controllers::Options::default()).await
+            let identity = keelson_leader::random_identity();
+            leader
+                .run(
+                    client.clone(),
+                    server::CONTROLLER_MANAGER_LEASE,
+                    identity,
+                    || keelson_controllers::run(client.clone(), Default::default()),
+                )
+                .await
         }),
-        Command::Scheduler { kubeconfig } => runtime()?.block_on(async move {
+        Command::Scheduler { kubeconfig, leader } => runtime()?.block_on(async move {
             let client = client::from_kubeconfig(&kubeconfig).await?;
-            keelson_scheduler::run(client, keelson_scheduler::Options::default()).await
+            let identity = keelson_leader::random_identity();
+            leader
+                .run(client.clone(), server::SCHEDULER_LEASE, identity, || {
+                    keelson_scheduler::run(client.clone(), Default::default())
+                })
+                .await
         }),
         Command::Sim(args) => runtime()?.block_on(async move {
             let client = client::from_kubeconfig(&args.kubeconfig).await?;

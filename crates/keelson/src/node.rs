@@ -32,6 +32,25 @@ pub struct NodeArgs {
     /// keep running and are re-adopted at the next start).
     #[arg(long, hide = true)]
     pub remove_pods_on_exit: bool,
+    /// The cluster DNS IP written into pods' resolv.conf (the `kube-dns` Service's ClusterIP);
+    /// empty: pods use the host's resolvers.
+    #[arg(long, default_value = keelson_dns::DEFAULT_CLUSTER_DNS, value_parser = cluster_dns_ip)]
+    pub cluster_dns: String,
+    /// The cluster domain.
+    #[arg(long, default_value = keelson_dns::DEFAULT_DOMAIN)]
+    pub cluster_domain: String,
+    /// The port of the node's DNS server on its InternalIP (0: none).
+    #[arg(long, default_value_t = keelson_dns::DEFAULT_PORT)]
+    pub dns_port: u16,
+}
+
+/// `--cluster-dns`: an IP address, or empty.
+fn cluster_dns_ip(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.parse::<std::net::IpAddr>().is_ok() {
+        Ok(s.to_string())
+    } else {
+        Err(format!("{s:?} is not an IP address"))
+    }
 }
 
 /// The Debian packages a node needs, and a binary each provides.

@@ -46,10 +46,14 @@ pub struct ServerArgs {
     /// are evicted (as kube-controller-manager's flag; `40s`).
     #[arg(long, default_value = "40s", value_parser = parse_seconds)]
     pub node_monitor_grace_period: std::time::Duration,
+    /// Give LoadBalancer Services their EXTERNAL-IP from this IPv4 CIDR (default: the Ready
+    /// nodes' InternalIPs, as k3s's ServiceLB does).
+    #[arg(long)]
+    pub service_lb_pool: Option<String>,
 }
 
 /// `40s`, `2m` or plain seconds.
-fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
+pub fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
     let (num, unit) = match s.strip_suffix('m') {
         Some(n) => (n, 60),
         None => (s.strip_suffix('s').unwrap_or(s), 1),
@@ -239,33 +243,44 @@ fn display(p: &Path) -> String {
 
 /// Starts the controller manager and the scheduler (unless disabled) on `components`; they
 /// reach the apiserver over HTTPS, as outside programs.
+/// The Leases the controller manager and the scheduler hold in kube-system (upstream's names).
+pub const CONTROLLER_MANAGER_LEASE: &str = "kube-controller-manager";
+pub const SCHEDULER_LEASE: &str = "kube-scheduler";
+
 pub async fn spawn_components(
     args: &ServerArgs,
     kubeconfig: &Path,
     components: &mut tokio::task::JoinSet<(&'static str, anyhow::Result<()>)>,
 ) -> anyhow::Result<()> {
+    // A restarted server keeps its identity, so it takes its Leases back at once.
+    let identity = keelson_leader::stable_identity(&args.data_dir)
+        .context("choosing the leader-election identity")?;
+    let leader = crate::leader::LeaderArgs::default();
     if !args.disable_controllers {
         let client = crate::client::from_kubeconfig(kubeconfig).await?;
         let mut options = keelson_controllers::Options::default();
         options.node_lifecycle.grace = args.node_monitor_grace_period;
+        options.service_lb_pool = args.service_lb_pool.clone();
         options.node_lifecycle.period = (args.node_monitor_grace_period / 8).clamp(
             std::time::Duration::from_millis(200),
             std::time::Duration::from_secs(5),
         );
+        let (leader, identity) = (leader.clone(), identity.clone());
         components.spawn(async move {
-            (
-                "controller manager",
-                keelson_controllers::run(client, options).await,
-            )
+            let work = || keelson_controllers::run(client.clone(), options.clone());
+            let lease = CONTROLLER_MANAGER_LEASE;
+            let result = leader.run(client.clone(), lease, identity, work).await;
+            ("controller manager", result)
         });
     }
     if !args.disable_scheduler {
         let client = crate::client::from_kubeconfig(kubeconfig).await?;
         components.spawn(async move {
-            (
-                "scheduler",
-                keelson_scheduler::run(client, Default::default()).await,
-            )
+            let work = || keelson_scheduler::run(client.clone(), Default::default());
+            let result = leader
+                .run(client.clone(), SCHEDULER_LEASE, identity, work)
+                .await;
+            ("scheduler", result)
         });
     }
     Ok(())

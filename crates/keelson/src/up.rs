@@ -108,6 +108,9 @@ async fn run_node(
         tls,
         progress: Arc::new(move |s: &str| progress_step(s)),
         stopping: stopping.clone(),
+        cluster_dns: Some(args.cluster_dns.clone()).filter(|s| !s.is_empty()),
+        cluster_domain: args.cluster_domain.clone(),
+        dns_port: args.dns_port,
     };
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
@@ -136,6 +139,10 @@ async fn run_node(
         ) {
             tracing::warn!(dir = %pods_dir.display(), error = %e, "removing pod volumes");
         }
+    }
+    // Services stop carrying traffic with the node: remove the proxy's table.
+    if let Err(e) = keelson_proxy::cleanup(&keelson_proxy::nft::Nft::default()) {
+        tracing::warn!(error = %e, "removing the service proxy's nftables table");
     }
     if let Some(c) = rt.containerd {
         c.stop().await;

@@ -722,3 +722,34 @@ fn revision_history_limit_deletes_the_oldest_replica_sets() {
         "{history}"
     );
 }
+
+#[test]
+fn scaling_mid_rollout_shares_the_change_in_proportion() {
+    if !have_kubectl() {
+        return;
+    }
+    let c = Cluster::start();
+    let d = DEPLOYMENT.replace(
+        "  replicas: 3\n",
+        "  replicas: 10\n  strategy:\n    rollingUpdate: {maxSurge: 3, maxUnavailable: 2}\n",
+    );
+    c.apply_stdin("create", &d);
+    let deploy = "deployment/my-nginx-deployment";
+    roll_out(&c, deploy);
+    // The new pods never become ready: the rollout stops with 8 old and 5 new (13 = 10 + 3).
+    c.ok(&["set", "image", deploy, "nginx=nginx:1.11"]);
+    let sizes =
+        |c: &Cluster| -> Vec<String> { replica_sets(c).into_iter().map(|(_, r, _)| r).collect() };
+    eventually(20, || (sizes(&c) == ["8", "5"]).then_some(()));
+    // Resized mid-rollout to 15 (18 allowed): the 5 more are shared 8:5, not all given to
+    // the new ReplicaSet.
+    c.ok(&["scale", deploy, "--replicas=15"]);
+    eventually(20, || (sizes(&c) == ["11", "7"]).then_some(()));
+    // And back down to 5 (8 allowed): both shrink in proportion, 11 → 5 and 7 → 3, as the
+    // events tell (the rollout moves on from there).
+    c.ok(&["scale", deploy, "--replicas=5"]);
+    eventually(20, || {
+        let events = c.ok(&["get", "events", "-o", "jsonpath={.items[*].message}"]);
+        (events.contains("from 11 to 5") && events.contains("from 7 to 3")).then_some(())
+    });
+}

@@ -3,6 +3,8 @@
 //! when it changed.
 
 pub mod backoff;
+pub mod claims;
+pub mod dns;
 pub mod env;
 pub mod hooks;
 pub mod logsource;
@@ -11,6 +13,7 @@ pub mod plan;
 pub mod probes;
 pub mod spec;
 pub mod status;
+pub mod streams;
 pub mod volumes;
 
 use std::collections::{HashMap, HashSet};
@@ -50,6 +53,8 @@ pub struct Config {
     pub logs_dir: PathBuf,
     /// Set when the process is stopping: workers stop acting.
     pub stopping: Arc<AtomicBool>,
+    /// What pods' /etc/resolv.conf is made from.
+    pub dns: dns::Settings,
 }
 
 /// One relist of the runtime.
@@ -485,7 +490,7 @@ impl PodManager {
                     }
                     self.kill(Some(pod), rt, 0, false).await;
                 }
-                let config = spec::sandbox_config(pod, *attempt, &self.cfg.logs_dir);
+                let config = spec::sandbox_config(pod, *attempt, &self.cfg.logs_dir, &self.cfg.dns);
                 if let Err(e) = std::fs::create_dir_all(&config.log_directory) {
                     tracing::warn!(dir = %config.log_directory, error = %e, "cannot create log dir");
                 }
@@ -674,9 +679,26 @@ impl PodManager {
         else {
             return false;
         };
+        // runAsNonRoot against the image's user (upstream's verifyRunAsNonRoot).
+        let image_info = self.runtime.image_status(&image).await.ok().flatten();
+        if let Err(msg) = spec::verify_run_as_non_root(pod, c, image_info.as_ref()) {
+            let same = self.state.lock().is_ok_and(|st| {
+                st.errors
+                    .get(uid)
+                    .and_then(|e| e.get(name))
+                    .is_some_and(|(_, m)| *m == msg)
+            });
+            if !same {
+                let text = format!("Error: {msg}");
+                self.event(pod, Some(name), EventType::Warning, "Failed", &text);
+            }
+            self.set_error(uid, name, "CreateContainerConfigError", msg);
+            return false;
+        }
         let mut config = spec::container_config(pod, c, &image, attempt, env);
         config.mounts = mounts;
-        let sandbox_config = spec::sandbox_config(pod, sandbox.attempt, &self.cfg.logs_dir);
+        let sandbox_config =
+            spec::sandbox_config(pod, sandbox.attempt, &self.cfg.logs_dir, &self.cfg.dns);
         let dir = PathBuf::from(&sandbox_config.log_directory).join(name);
         let _ = std::fs::create_dir_all(&dir);
         let id = match self

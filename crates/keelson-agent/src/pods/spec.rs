@@ -3,7 +3,9 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::api::core::v1::{
+    Container, Pod, PodSecurityContext, SeccompProfile, SecurityContext,
+};
 use keelson_apimachinery::quantity;
 use keelson_cri::cri;
 
@@ -51,7 +53,13 @@ fn namespaces(pod: &Pod) -> cri::NamespaceOption {
 }
 
 /// The sandbox config of a pod (attempt `attempt`), its logs under `logs`.
-pub fn sandbox_config(pod: &Pod, attempt: u32, logs: &Path) -> cri::PodSandboxConfig {
+/// `dns` gives its /etc/resolv.conf per `dnsPolicy`.
+pub fn sandbox_config(
+    pod: &Pod,
+    attempt: u32,
+    logs: &Path,
+    dns: &super::dns::Settings,
+) -> cri::PodSandboxConfig {
     let m = &pod.metadata;
     let spec = pod.spec.clone().unwrap_or_default();
     let name = m.name.clone().unwrap_or_default();
@@ -85,6 +93,7 @@ pub fn sandbox_config(pod: &Pod, attempt: u32, logs: &Path) -> cri::PodSandboxCo
         .collect();
     let hostname = spec.hostname.clone().unwrap_or_else(|| name.clone());
     cri::PodSandboxConfig {
+        dns_config: Some(super::dns::config(pod, dns)),
         metadata: Some(cri::PodSandboxMetadata {
             name,
             uid: m.uid.clone().unwrap_or_default(),
@@ -106,10 +115,7 @@ pub fn sandbox_config(pod: &Pod, attempt: u32, logs: &Path) -> cri::PodSandboxCo
             .into_iter()
             .collect(),
         linux: Some(cri::LinuxPodSandboxConfig {
-            security_context: Some(cri::LinuxSandboxSecurityContext {
-                namespace_options: Some(namespaces(pod)),
-                ..Default::default()
-            }),
+            security_context: Some(sandbox_security(pod)),
             ..Default::default()
         }),
         ..Default::default()
@@ -170,16 +176,6 @@ pub fn container_config(
         "io.kubernetes.pod.uid".into(),
         m.uid.clone().unwrap_or_default(),
     );
-    let sc = c.security_context.as_ref();
-    let psc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
-    let run_as_user = sc
-        .and_then(|s| s.run_as_user)
-        .or(psc.and_then(|s| s.run_as_user))
-        .map(|v| cri::Int64Value { value: v });
-    let run_as_group = sc
-        .and_then(|s| s.run_as_group)
-        .or(psc.and_then(|s| s.run_as_group))
-        .map(|v| cri::Int64Value { value: v });
     // `$(VAR)` in command and args expands from the container's environment, as upstream.
     let vars: HashMap<&str, &str> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let expand_all = |l: &Option<Vec<String>>| -> Vec<String> {
@@ -215,16 +211,170 @@ pub fn container_config(
         tty: c.tty == Some(true),
         linux: Some(cri::LinuxContainerConfig {
             resources: Some(resources(c)),
-            security_context: Some(cri::LinuxContainerSecurityContext {
-                namespace_options: Some(namespaces(pod)),
-                privileged: sc.and_then(|s| s.privileged) == Some(true),
-                run_as_user,
-                run_as_group,
-                readonly_rootfs: sc.and_then(|s| s.read_only_root_filesystem) == Some(true),
-                ..Default::default()
-            }),
+            security_context: Some(container_security(pod, c)),
         }),
         ..Default::default()
+    }
+}
+
+/// A seccomp profile as CRI takes it: the runtime's default, a profile file on the node, or
+/// none (upstream's kubelet default when nothing is asked).
+fn seccomp(profile: Option<&SeccompProfile>) -> cri::SecurityProfile {
+    use cri::security_profile::ProfileType;
+    match profile.map(|p| p.type_.as_str()) {
+        Some("RuntimeDefault") => cri::SecurityProfile {
+            profile_type: ProfileType::RuntimeDefault as i32,
+            localhost_ref: String::new(),
+        },
+        Some("Localhost") => cri::SecurityProfile {
+            profile_type: ProfileType::Localhost as i32,
+            localhost_ref: profile
+                .and_then(|p| p.localhost_profile.clone())
+                .unwrap_or_default(),
+        },
+        _ => cri::SecurityProfile {
+            profile_type: ProfileType::Unconfined as i32,
+            localhost_ref: String::new(),
+        },
+    }
+}
+
+/// The pod's supplemental groups: `supplementalGroups`, then `fsGroup`, as upstream's kubelet
+/// gives them to every container.
+fn supplemental_groups(psc: Option<&PodSecurityContext>) -> Vec<i64> {
+    let mut groups: Vec<i64> = psc
+        .and_then(|s| s.supplemental_groups.clone())
+        .unwrap_or_default();
+    if let Some(g) = psc.and_then(|s| s.fs_group)
+        && !groups.contains(&g)
+    {
+        groups.push(g);
+    }
+    groups
+}
+
+/// Whether any container of the pod is privileged (the sandbox must then be too).
+fn has_privileged(pod: &Pod) -> bool {
+    let Some(spec) = pod.spec.as_ref() else {
+        return false;
+    };
+    let privileged = |sc: Option<&SecurityContext>| sc.and_then(|s| s.privileged) == Some(true);
+    spec.containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .any(|c| privileged(c.security_context.as_ref()))
+        || spec
+            .ephemeral_containers
+            .iter()
+            .flatten()
+            .any(|c| privileged(c.security_context.as_ref()))
+}
+
+/// The sandbox's security settings: its namespaces, the pod's user, group and supplemental
+/// groups, privileged when a container is.
+fn sandbox_security(pod: &Pod) -> cri::LinuxSandboxSecurityContext {
+    let psc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
+    let int = |v: Option<i64>| v.map(|value| cri::Int64Value { value });
+    cri::LinuxSandboxSecurityContext {
+        namespace_options: Some(namespaces(pod)),
+        run_as_user: int(psc.and_then(|s| s.run_as_user)),
+        run_as_group: int(psc.and_then(|s| s.run_as_group)),
+        supplemental_groups: supplemental_groups(psc),
+        privileged: has_privileged(pod),
+        seccomp: Some(seccomp(psc.and_then(|s| s.seccomp_profile.as_ref()))),
+        ..Default::default()
+    }
+}
+
+/// A container's security settings: its own `securityContext` over the pod's (upstream's
+/// `DetermineEffectiveSecurityContext`), as CRI takes them.
+pub fn container_security(pod: &Pod, c: &Container) -> cri::LinuxContainerSecurityContext {
+    let sc = c.security_context.as_ref();
+    let psc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
+    let int = |v: Option<i64>| v.map(|value| cri::Int64Value { value });
+    let caps = sc.and_then(|s| s.capabilities.as_ref());
+    let names = |l: Option<&Vec<String>>| -> Vec<String> { l.cloned().unwrap_or_default() };
+    cri::LinuxContainerSecurityContext {
+        capabilities: caps.map(|k| cri::Capability {
+            add_capabilities: names(k.add.as_ref()),
+            drop_capabilities: names(k.drop.as_ref()),
+            add_ambient_capabilities: Vec::new(),
+        }),
+        namespace_options: Some(namespaces(pod)),
+        privileged: sc.and_then(|s| s.privileged) == Some(true),
+        run_as_user: int(sc
+            .and_then(|s| s.run_as_user)
+            .or(psc.and_then(|s| s.run_as_user))),
+        run_as_group: int(sc
+            .and_then(|s| s.run_as_group)
+            .or(psc.and_then(|s| s.run_as_group))),
+        readonly_rootfs: sc.and_then(|s| s.read_only_root_filesystem) == Some(true),
+        supplemental_groups: supplemental_groups(psc),
+        // Upstream sets no_new_privs only when allowPrivilegeEscalation is false.
+        no_new_privs: sc.and_then(|s| s.allow_privilege_escalation) == Some(false),
+        seccomp: Some(seccomp(
+            sc.and_then(|s| s.seccomp_profile.as_ref())
+                .or(psc.and_then(|s| s.seccomp_profile.as_ref())),
+        )),
+        ..Default::default()
+    }
+}
+
+/// `pod_name_namespace(uid)`, as upstream's `format.Pod` names a pod in messages.
+fn pod_ref(pod: &Pod) -> String {
+    let m = &pod.metadata;
+    format!(
+        "{}_{}({})",
+        m.name.as_deref().unwrap_or(""),
+        m.namespace.as_deref().unwrap_or(""),
+        m.uid.as_deref().unwrap_or("")
+    )
+}
+
+/// Upstream's `verifyRunAsNonRoot`: with `runAsNonRoot`, a container must not run as uid 0,
+/// whether asked (`runAsUser: 0`) or by its image (`image` as the runtime reports it; an
+/// image without a user runs as root). The error is the container's
+/// CreateContainerConfigError message.
+pub fn verify_run_as_non_root(
+    pod: &Pod,
+    c: &Container,
+    image: Option<&cri::Image>,
+) -> Result<(), String> {
+    let sc = c.security_context.as_ref();
+    let psc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
+    let non_root = sc
+        .and_then(|s| s.run_as_non_root)
+        .or(psc.and_then(|s| s.run_as_non_root));
+    if non_root != Some(true) {
+        return Ok(());
+    }
+    let pod = pod_ref(pod);
+    let name = &c.name;
+    if let Some(uid) = sc
+        .and_then(|s| s.run_as_user)
+        .or(psc.and_then(|s| s.run_as_user))
+    {
+        return if uid == 0 {
+            Err(format!(
+                "container's runAsUser breaks non-root policy (pod: \"{pod}\", container: {name})"
+            ))
+        } else {
+            Ok(())
+        };
+    }
+    let uid = image.and_then(|i| i.uid.as_ref()).map(|u| u.value);
+    let username = image.map_or("", |i| i.username.as_str());
+    match uid {
+        Some(0) => Err(format!(
+            "container has runAsNonRoot and image will run as root (pod: \"{pod}\", container: {name})"
+        )),
+        None if !username.is_empty() => Err(format!(
+            "container has runAsNonRoot and image has non-numeric user ({username}), cannot verify user is non-root (pod: \"{pod}\", container: {name})"
+        )),
+        None => Err(format!(
+            "container has runAsNonRoot and image will run as root (pod: \"{pod}\", container: {name})"
+        )),
+        Some(_) => Ok(()),
     }
 }
 
@@ -296,7 +446,7 @@ mod tests {
 
     #[test]
     fn sandbox_carries_identity_ports_and_logs() {
-        let s = sandbox_config(&pod(), 2, Path::new("logs"));
+        let s = sandbox_config(&pod(), 2, Path::new("logs"), &Default::default());
         let m = s.metadata.unwrap();
         assert_eq!(
             (m.name.as_str(), m.uid.as_str(), m.attempt),
@@ -342,5 +492,95 @@ mod tests {
         let cfg = container_config(&p, c, "busybox", 0, env);
         assert_eq!(cfg.command, ["sh", "-c", "echo x $(A) $(NOPE) $HOME"]);
         assert_eq!(cfg.args, ["y z"]);
+    }
+
+    #[test]
+    fn security_contexts() {
+        let p: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "sec", "namespace": "ns", "uid": "u9"},
+            "spec": {
+                "securityContext": {"runAsUser": 1000, "runAsGroup": 3000, "fsGroup": 2000,
+                                    "supplementalGroups": [4000, 2000]},
+                "containers": [
+                    {"name": "a", "image": "busybox", "securityContext": {
+                        "runAsUser": 1001, "readOnlyRootFilesystem": true,
+                        "allowPrivilegeEscalation": false,
+                        "capabilities": {"add": ["NET_ADMIN"], "drop": ["ALL"]},
+                        "seccompProfile": {"type": "RuntimeDefault"}}},
+                    {"name": "b", "image": "busybox", "securityContext": {"privileged": true}},
+                ],
+            },
+        }))
+        .unwrap();
+        let cs = &p.spec.as_ref().unwrap().containers;
+        let a = container_security(&p, &cs[0]);
+        assert_eq!(a.run_as_user.map(|v| v.value), Some(1001));
+        assert_eq!(a.run_as_group.map(|v| v.value), Some(3000));
+        assert_eq!(a.supplemental_groups, [4000, 2000]);
+        assert!(a.readonly_rootfs && a.no_new_privs && !a.privileged);
+        let caps = a.capabilities.unwrap();
+        assert_eq!(
+            (caps.add_capabilities, caps.drop_capabilities),
+            (vec!["NET_ADMIN".to_string()], vec!["ALL".to_string()])
+        );
+        assert_eq!(
+            a.seccomp.unwrap().profile_type,
+            cri::security_profile::ProfileType::RuntimeDefault as i32
+        );
+        let b = container_security(&p, &cs[1]);
+        assert!(b.privileged && !b.no_new_privs && b.capabilities.is_none());
+        assert_eq!(b.run_as_user.map(|v| v.value), Some(1000));
+        assert_eq!(
+            b.seccomp.unwrap().profile_type,
+            cri::security_profile::ProfileType::Unconfined as i32
+        );
+        let sandbox = sandbox_security(&p);
+        assert!(sandbox.privileged);
+        assert_eq!(sandbox.supplemental_groups, [4000, 2000]);
+        assert_eq!(sandbox.run_as_user.map(|v| v.value), Some(1000));
+        let plain = sandbox_security(&pod());
+        assert!(!plain.privileged && plain.supplemental_groups.is_empty());
+    }
+
+    #[test]
+    fn run_as_non_root() {
+        let pod_with = |psc: serde_json::Value, sc: serde_json::Value| -> Pod {
+            serde_json::from_value(json!({
+                "metadata": {"name": "nr", "namespace": "default", "uid": "u1"},
+                "spec": {"securityContext": psc,
+                         "containers": [{"name": "c", "image": "busybox", "securityContext": sc}]},
+            }))
+            .unwrap()
+        };
+        let image = |uid: Option<i64>, user: &str| cri::Image {
+            uid: uid.map(|value| cri::Int64Value { value }),
+            username: user.into(),
+            ..Default::default()
+        };
+        let check = |p: &Pod, img: Option<&cri::Image>| {
+            verify_run_as_non_root(p, &p.spec.as_ref().unwrap().containers[0], img)
+        };
+        let root = "container has runAsNonRoot and image will run as root (pod: \"nr_default(u1)\", container: c)";
+        let p = pod_with(json!({"runAsNonRoot": true}), json!({}));
+        assert_eq!(check(&p, Some(&image(Some(0), ""))).unwrap_err(), root);
+        assert_eq!(check(&p, Some(&image(None, ""))).unwrap_err(), root);
+        assert_eq!(check(&p, None).unwrap_err(), root);
+        assert!(check(&p, Some(&image(Some(65534), ""))).is_ok());
+        assert_eq!(
+            check(&p, Some(&image(None, "nobody"))).unwrap_err(),
+            "container has runAsNonRoot and image has non-numeric user (nobody), cannot verify user is non-root (pod: \"nr_default(u1)\", container: c)"
+        );
+        let p = pod_with(json!({"runAsNonRoot": true}), json!({"runAsUser": 0}));
+        assert_eq!(
+            check(&p, Some(&image(Some(1), ""))).unwrap_err(),
+            "container's runAsUser breaks non-root policy (pod: \"nr_default(u1)\", container: c)"
+        );
+        let p = pod_with(json!({"runAsUser": 1000}), json!({"runAsNonRoot": true}));
+        assert!(check(&p, Some(&image(Some(0), ""))).is_ok());
+        let p = pod_with(
+            json!({"runAsNonRoot": true}),
+            json!({"runAsNonRoot": false}),
+        );
+        assert!(check(&p, Some(&image(Some(0), ""))).is_ok());
     }
 }

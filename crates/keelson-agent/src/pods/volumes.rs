@@ -42,6 +42,9 @@ pub enum VolumeError {
     SubPathOutside { sub: String, volume: String },
     #[error("volume {0:?} not found in the pod")]
     NoVolume(String),
+    /// A claim that cannot be used (yet): the message says why, as the kubelet's.
+    #[error("{0}")]
+    Claim(String),
     #[error("{path}: {message}")]
     Io { path: String, message: String },
 }
@@ -76,6 +79,15 @@ pub enum Kind {
         tmpfs: bool,
         payload: Result<Payload, VolumeError>,
     },
+    /// A persistentVolumeClaim: `path` is the node path of the volume bound to `claim`
+    /// (hostPath checked as `type_`, or local), once [`super::claims::apply`] has found it;
+    /// `error` says why the claim cannot be used yet.
+    Claim {
+        claim: String,
+        read_only: bool,
+        type_: String,
+        error: Option<VolumeError>,
+    },
     /// A volume type this node does not handle.
     Unsupported(String),
 }
@@ -92,9 +104,17 @@ pub struct Volume {
 }
 
 impl Volume {
-    /// Files volumes are mounted read-only, whatever the volumeMount says.
+    /// Files volumes, and claims the pod mounts read-only, are mounted read-only whatever the
+    /// volumeMount says.
     fn read_only(&self) -> bool {
-        matches!(self.kind, Kind::Files { .. })
+        matches!(
+            self.kind,
+            Kind::Files { .. }
+                | Kind::Claim {
+                    read_only: true,
+                    ..
+                }
+        )
     }
 }
 
@@ -435,6 +455,19 @@ fn volume(pod: &Pod, v: &PodVolume, dir: &Path, objects: &Objects, ctx: &PodCont
                 payload: result.map(|_| out),
             },
         )
+    } else if let Some(c) = &v.persistent_volume_claim {
+        (
+            under("kubernetes.io~pvc"),
+            Kind::Claim {
+                claim: c.claim_name.clone(),
+                read_only: c.read_only == Some(true),
+                type_: String::new(),
+                error: Some(VolumeError::Claim(format!(
+                    "persistentvolumeclaim \"{}\" not looked up",
+                    c.claim_name
+                ))),
+            },
+        )
     } else {
         let what = serde_json::to_value(v)
             .ok()
@@ -715,6 +748,14 @@ pub fn setup(m: &dyn Mounter, v: &Volume) -> Result<(), VolumeError> {
                 Err(e) => Err(io_err(&v.path, e)),
             }
         }
+        Kind::Claim { error: Some(e), .. } => Err(e.clone()),
+        Kind::Claim { type_, .. } => {
+            if type_ == "DirectoryOrCreate" && std::fs::symlink_metadata(&v.path).is_err() {
+                // As the local-path provisioner makes them: writable by any user of the pod.
+                return mkdir(&v.path, 0o777);
+            }
+            check_host_path(&v.path, type_)
+        }
         Kind::Unsupported(what) => Err(VolumeError::Unsupported(what.clone())),
     }
 }
@@ -935,7 +976,9 @@ impl super::PodManager {
     ) -> Option<Vec<Volume>> {
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
         let objects = env::fetch(&self.source(), &ns, &volume_refs(pod)).await;
-        let vols = desired(pod, &self.pod_volumes_dir(uid), &objects, &self.context(rt));
+        let mut vols = desired(pod, &self.pod_volumes_dir(uid), &objects, &self.context(rt));
+        let claims = super::claims::fetch(&self.client, &ns, &super::claims::names(&vols)).await;
+        super::claims::apply(&mut vols, &claims);
         let failed = {
             let _guard = SETUP.lock().unwrap_or_else(|e| e.into_inner());
             vols.iter()
@@ -947,7 +990,12 @@ impl super::PodManager {
             }
             return Some(vols);
         };
-        let msg = format!("MountVolume.SetUp failed for volume \"{name}\" : {e}");
+        let msg = match &e {
+            VolumeError::Claim(why) => format!(
+                "Unable to attach or mount volumes: unmounted volumes=[{name}], unattached volumes=[], failed to process volumes=[{name}]: {why}"
+            ),
+            _ => format!("MountVolume.SetUp failed for volume \"{name}\" : {e}"),
+        };
         let report = self.state.lock().is_ok_and(|mut st| {
             let now = std::time::Instant::now();
             let again = st
@@ -1233,8 +1281,8 @@ mod tests {
             ),
             (
                 "unsupported",
-                json!({"name": "v", "persistentVolumeClaim": {"claimName": "c"}}),
-                Kind::Unsupported("persistentVolumeClaim".into()),
+                json!({"name": "v", "nfs": {"server": "s", "path": "/x"}}),
+                Kind::Unsupported("nfs".into()),
             ),
         ];
         for (what, v, want) in cases {

@@ -2,6 +2,7 @@
 //! RollingUpdate or Recreate strategy, with revision history and rollout status.
 
 mod hash;
+mod proportion;
 mod rolling;
 mod status;
 mod sync;

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use super::hash::{POD_TEMPLATE_HASH, equal_ignoring_hash, template_hash};
 use super::rolling::{Counts, new_rs_replicas, resolve_fenceposts, scale_down_old};
 use super::status::{self as st, condition, set_condition};
-use super::{Context, DESIRED_REPLICAS, Error, MAX_REPLICAS, REVISION};
+use super::{Context, DESIRED_REPLICAS, Error, MAX_REPLICAS, REVISION, proportion};
 use crate::events::EventType;
 use crate::pod::controller_of;
 use crate::replicaset::{key_of, labels_of};
@@ -114,6 +114,21 @@ pub(super) async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<A
         )
     };
 
+    // Whether the Deployment was resized since its active ReplicaSets were last scaled, and
+    // their scaling hints as they were before this round rewrites the new one's.
+    let hints: BTreeMap<String, (Option<i32>, Option<i32>)> = old
+        .iter()
+        .chain(new_rs.iter())
+        .filter(|rs| spec_replicas(rs) > 0)
+        .map(|rs| {
+            let hint = |k: &str| rs.annotations().get(k).and_then(|v| v.parse::<i32>().ok());
+            (rs.name_any(), (hint(DESIRED_REPLICAS), hint(MAX_REPLICAS)))
+        })
+        .collect();
+    let resized = hints
+        .values()
+        .any(|(desired, _)| desired.is_some_and(|d| d != replicas));
+
     // The new ReplicaSet carries the newest revision and the Deployment's annotations.
     if let Some(rs) = new_rs.as_mut() {
         let want = annotations_for(&d, max_old_revision + 1, revision(rs), replicas, surge);
@@ -179,7 +194,34 @@ pub(super) async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<A
         }
     }
 
-    if let Some(new) = new_rs.as_mut() {
+    let proportional = resized && hints.len() > 1;
+    if proportional {
+        // Several ReplicaSets hold pods: share the change among them; the rollout goes on
+        // from the new sizes next round.
+        let mut active: Vec<&mut ReplicaSet> = old
+            .iter_mut()
+            .chain(new_rs.iter_mut())
+            .filter(|rs| hints.contains_key(&rs.name_any()))
+            .collect();
+        let sets: Vec<proportion::Active> = active
+            .iter()
+            .enumerate()
+            .map(|(newness, rs)| proportion::Active {
+                replicas: spec_replicas(rs),
+                max_replicas: hints.get(&rs.name_any()).and_then(|h| h.1),
+                newness,
+            })
+            .collect();
+        let status_replicas = d.status.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+        let sizes = proportion::sizes(&sets, replicas, surge, status_replicas);
+        for (rs, to) in active.iter_mut().zip(sizes) {
+            if to != spec_replicas(rs) {
+                scale(&ctx, &d, &rs_api, rs, to, surge, &key).await?;
+                progress.scaled = true;
+            }
+        }
+    }
+    if !proportional && let Some(new) = new_rs.as_mut() {
         if paused {
             // Paused: scaling still applies when only the newest ReplicaSet is active.
             if old.iter().all(|rs| spec_replicas(rs) == 0) && spec_replicas(new) != replicas {
