@@ -214,18 +214,27 @@ pub async fn run_with(
         ok
     };
     // nft runs block (seconds for thousands of Services): the loop gets a thread of its own
-    // so the agent's runtime never waits on it.
-    let looped = tokio::task::spawn_blocking(move || {
-        match tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-        {
-            Ok(rt) => rt.block_on(batch_loop(notify, min, Duration::from_secs(1), sync)),
-            Err(e) => tracing::error!(error = %e, "service proxy: cannot start its sync loop"),
+    // so the agent's runtime never waits on it. A plain thread, not `spawn_blocking`: the
+    // loop never ends, and a runtime waits for its blocking tasks when it shuts down.
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let spawned = std::thread::Builder::new()
+        .name("service-proxy".into())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+            {
+                Ok(rt) => rt.block_on(batch_loop(notify, min, Duration::from_secs(1), sync)),
+                Err(e) => tracing::error!(error = %e, "service proxy: cannot start its sync loop"),
+            }
+            let _ = done_tx.send(());
+        });
+    match spawned {
+        Ok(_) => {
+            let _ = done_rx.await;
+            tracing::error!("service proxy: the sync loop ended");
         }
-    });
-    if let Err(e) = looped.await {
-        tracing::error!(error = %e, "service proxy: the sync loop ended");
+        Err(e) => tracing::error!(error = %e, "service proxy: cannot start its thread"),
     }
 }
 
