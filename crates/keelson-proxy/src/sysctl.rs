@@ -33,6 +33,12 @@ pub struct ProcSys;
 impl Sysctl for ProcSys {
     fn set(&self, key: &str, value: &str) -> Result<(), Error> {
         let path = PathBuf::from("/proc/sys").join(key.replace('.', "/"));
+        if key.starts_with("net.bridge.") && !path.exists() {
+            // The bridge settings appear once br_netfilter is loaded (built in on some kernels).
+            let _ = std::process::Command::new("modprobe")
+                .arg("br_netfilter")
+                .output();
+        }
         if std::fs::read_to_string(&path).is_ok_and(|v| v.trim() == value) {
             return Ok(());
         }

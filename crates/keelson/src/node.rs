@@ -54,10 +54,11 @@ fn cluster_dns_ip(s: &str) -> Result<String, String> {
 }
 
 /// The Debian packages a node needs, and a binary each provides.
-const PACKAGES: [(&str, &str); 3] = [
+const PACKAGES: [(&str, &str); 4] = [
     ("containerd", "containerd"),
     ("runc", "runc"),
     ("containernetworking-plugins", "bridge"),
+    ("nftables", "nft"),
 ];
 
 fn is_root() -> bool {
