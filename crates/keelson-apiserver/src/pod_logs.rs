@@ -271,7 +271,10 @@ async fn logs(api: &Api, path: &ResourcePath, req: Request<Incoming>) -> Result<
     if resp.status() != StatusCode::OK {
         return Err(agent_error(resp).await);
     }
-    Ok(respond::stream("text/plain", pump(resp.into_body())))
+    Ok(respond::stream(
+        "text/plain",
+        pump(resp.into_body(), "agent log stream"),
+    ))
 }
 
 pub(crate) fn object(
@@ -404,9 +407,9 @@ async fn agent_error(resp: Response<Incoming>) -> ApiError {
     }
 }
 
-/// Copies the agent's body into a channel the response streams from; stops when either side
-/// goes away.
-fn pump(mut body: Incoming) -> tokio::sync::mpsc::Receiver<Bytes> {
+/// Copies a backend's body (the agent's, a pod's) into a channel the response streams from;
+/// stops when either side goes away. `what` names the stream in the debug log.
+pub(crate) fn pump(mut body: Incoming, what: &'static str) -> tokio::sync::mpsc::Receiver<Bytes> {
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     tokio::spawn(async move {
         loop {
@@ -423,7 +426,7 @@ fn pump(mut body: Incoming) -> tokio::sync::mpsc::Receiver<Bytes> {
                     }
                 }
                 Some(Err(err)) => {
-                    tracing::debug!(%err, "agent log stream broke off");
+                    tracing::debug!(%err, "{what} broke off");
                     return;
                 }
                 None => return,

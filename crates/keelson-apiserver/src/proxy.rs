@@ -800,7 +800,7 @@ async fn forward(
         *r.headers_mut() = headers;
         return Ok(r);
     }
-    let mut r = respond::stream("", pump(resp.into_body()));
+    let mut r = respond::stream("", crate::pod_logs::pump(resp.into_body(), "proxied body"));
     *r.status_mut() = status;
     *r.headers_mut() = headers;
     Ok(r)
@@ -824,101 +824,18 @@ fn is_plain_html(headers: &HeaderMap) -> bool {
             .is_none_or(|n| n <= MAX_REWRITE)
 }
 
-/// Copies the backend's body into a channel the response streams from; stops when either
-/// side goes away.
-fn pump(mut body: Incoming) -> tokio::sync::mpsc::Receiver<Bytes> {
-    let (tx, rx) = tokio::sync::mpsc::channel(16);
-    tokio::spawn(async move {
-        loop {
-            let frame = tokio::select! {
-                f = body.frame() => f,
-                _ = tx.closed() => return,
-            };
-            match frame {
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data()
-                        && tx.send(data).await.is_err()
-                    {
-                        return;
-                    }
-                }
-                Some(Err(err)) => {
-                    tracing::debug!(%err, "proxied body broke off");
-                    return;
-                }
-                None => return,
-            }
-        }
-    });
-    rx
-}
-
 /// The TLS client config for `https:` targets: like upstream's proxy transport, it does not
 /// verify the pod's certificate.
 fn insecure_tls() -> Result<Arc<rustls::ClientConfig>> {
     static CONFIG: OnceLock<Option<Arc<rustls::ClientConfig>>> = OnceLock::new();
     CONFIG
         .get_or_init(|| {
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
-                .with_safe_default_protocol_versions()
-                .ok()?
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
-                .with_no_client_auth();
+            let mut config = (*keelson_pki::tls::insecure_client_config().ok()?).clone();
             config.alpn_protocols = vec![b"http/1.1".to_vec()];
             Some(Arc::new(config))
         })
         .clone()
         .ok_or_else(|| ApiError::internal("no TLS client configuration for proxying"))
-}
-
-#[derive(Debug)]
-struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _: &rustls::pki_types::CertificateDer<'_>,
-        _: &[rustls::pki_types::CertificateDer<'_>],
-        _: &rustls::pki_types::ServerName<'_>,
-        _: &[u8],
-        _: rustls::pki_types::UnixTime,
-    ) -> std::result::Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 #[cfg(test)]

@@ -136,14 +136,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 store,
                 keep,
             };
-            let report = tokio::select! {
-                r = api::bench(&opts) => r?,
-                _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; the server was stopped"),
-            };
-            print!("{}", report.table());
-            if json {
-                println!("{}", report.json());
-            }
+            let report = until_interrupted(api::bench(&opts), "the server was stopped").await?;
+            print(report.table(), json.then(|| report.json()));
             Ok(())
         }
         What::Controllers {
@@ -159,14 +153,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 store,
                 keep,
             };
-            let report = tokio::select! {
-                r = controllers::bench(&opts) => r?,
-                _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; the cluster was stopped"),
-            };
-            print!("{}", report.table());
-            if json {
-                println!("{}", report.json());
-            }
+            let report =
+                until_interrupted(controllers::bench(&opts), "the cluster was stopped").await?;
+            print(report.table(), json.then(|| report.json()));
             Ok(())
         }
         What::Scheduler {
@@ -188,14 +177,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 store,
                 keep,
             };
-            let report = tokio::select! {
-                r = scheduler::bench(&opts) => r?,
-                _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; the server was stopped"),
-            };
-            print!("{}", report.table());
-            if json {
-                println!("{}", report.json());
-            }
+            let report =
+                until_interrupted(scheduler::bench(&opts), "the server was stopped").await?;
+            print(report.table(), json.then(|| report.json()));
             Ok(())
         }
         What::Pods {
@@ -213,15 +197,28 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             };
             // On Ctrl-C the bench future is dropped, and with it the cluster: dropping it
             // stops `keelson up` with SIGTERM, which removes its pods and stops its containerd.
-            let report = tokio::select! {
-                r = pods::bench(&opts) => r?,
-                _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; keelson up was stopped"),
-            };
-            print!("{}", report.table());
-            if json {
-                println!("{}", report.json());
-            }
+            let report = until_interrupted(pods::bench(&opts), "keelson up was stopped").await?;
+            print(report.table(), json.then(|| report.json()));
             Ok(())
         }
+    }
+}
+
+/// Runs a bench until it ends or Ctrl-C, which drops it (and with it what it started).
+async fn until_interrupted<R>(
+    bench: impl Future<Output = anyhow::Result<R>>,
+    stopped: &str,
+) -> anyhow::Result<R> {
+    tokio::select! {
+        r = bench => r,
+        _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; {stopped}"),
+    }
+}
+
+/// Prints a report's table, and its JSON object as the last line when asked.
+fn print(table: String, json: Option<serde_json::Value>) {
+    print!("{table}");
+    if let Some(json) = json {
+        println!("{json}");
     }
 }

@@ -270,9 +270,7 @@ impl PodsReport {
         }
         let _ = writeln!(out);
         for g in self.goals() {
-            let verdict = if g.pass { "PASS" } else { "MISS" };
-            let note = g.note.map(|n| format!(" ({n})")).unwrap_or_default();
-            let _ = writeln!(out, "{verdict}  {:<48} goal {}{note}", g.figure, g.goal);
+            out.push_str(&g.line());
         }
         out
     }

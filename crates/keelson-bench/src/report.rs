@@ -72,6 +72,19 @@ pub struct Goal {
     pub note: Option<String>,
 }
 
+impl Goal {
+    /// `PASS  figure  goal ... (note)`, one line of a report.
+    pub fn line(&self) -> String {
+        let verdict = if self.pass { "PASS" } else { "MISS" };
+        let note = self
+            .note
+            .as_ref()
+            .map(|n| format!(" ({n})"))
+            .unwrap_or_default();
+        format!("{verdict}  {:<48} goal {}{note}\n", self.figure, self.goal)
+    }
+}
+
 impl Report {
     pub fn goals(&self) -> Vec<Goal> {
         let mut goals = Vec::new();
@@ -193,9 +206,7 @@ impl Report {
         }
         let _ = writeln!(out);
         for g in self.goals() {
-            let verdict = if g.pass { "PASS" } else { "MISS" };
-            let note = g.note.map(|n| format!(" ({n})")).unwrap_or_default();
-            let _ = writeln!(out, "{verdict}  {:<48} goal {}{note}", g.figure, g.goal);
+            out.push_str(&g.line());
         }
         out
     }
