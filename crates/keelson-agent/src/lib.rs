@@ -92,13 +92,13 @@ pub async fn run(
         }
     });
     let cidr = pod_cidr(&client, &facts.name, node, cfg.pod_cidr.as_deref()).await;
-    let conflist = keelson_cri::cni::render_conflist("keelson", "keelson0", &cidr);
-    keelson_cri::cni::write_conflist(&cfg.cni_conf_dir, &conflist).with_context(|| {
-        format!(
-            "writing the CNI config under {}",
-            cfg.cni_conf_dir.display()
-        )
-    })?;
+    keelson_cri::cni::write_conflists(&cfg.cni_conf_dir, "keelson", "keelson0", &cidr)
+        .with_context(|| {
+            format!(
+                "writing the CNI config under {}",
+                cfg.cni_conf_dir.display()
+            )
+        })?;
     (cfg.progress)(&format!("pod network {cidr}"));
     // The service proxy: off the path to Ready (it starts once its watches have listed).
     tokio::spawn(keelson_proxy::run(

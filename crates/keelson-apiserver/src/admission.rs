@@ -436,6 +436,95 @@ fn allocate_into(
     Ok(())
 }
 
+/// Whether a Service of this shape holds node ports (upstream's `needsNodePort`).
+fn needs_node_ports(svc: &Value) -> bool {
+    match svc_type(svc) {
+        "NodePort" => true,
+        "LoadBalancer" => {
+            svc.pointer("/spec/allocateLoadBalancerNodePorts")
+                .and_then(Value::as_bool)
+                != Some(false)
+        }
+        _ => false,
+    }
+}
+
+/// PrepareForUpdate of Services (upstream's `dropTypeDependentFields`): when an update moves a
+/// Service to a type that no longer uses a field the old type used (node ports, the health
+/// check node port, `allocateLoadBalancerNodePorts`, `loadBalancerClass`,
+/// `externalTrafficPolicy`; the ClusterIP for ExternalName), and the update left the field as
+/// it was, the field is dropped instead of failing validation; a value the user changed in
+/// the same update is kept, so validation still refuses it. Runs before validation.
+pub fn drop_type_dependent_fields(kind: &Kind, obj: &mut Value, old: &Value) {
+    if kind.kind != "Service" || !kind.group.is_empty() {
+        return;
+    }
+    let new_ty = svc_type(obj).to_string();
+    let new_needs_node_ports = needs_node_ports(obj);
+    let old_np: HashSet<u16> = node_ports(old).into_iter().collect();
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let old_spec = old.get("spec");
+    let same = |spec: &serde_json::Map<String, Value>, f: &str| {
+        spec.get(f) == old_spec.and_then(|s| s.get(f))
+    };
+    let load_balancer = new_ty == "LoadBalancer";
+    let externally_accessible = matches!(new_ty.as_str(), "NodePort" | "LoadBalancer")
+        || (new_ty == "ClusterIP"
+            && spec
+                .get("externalIPs")
+                .and_then(Value::as_array)
+                .is_some_and(|a| !a.is_empty()));
+    if new_ty == "ExternalName" && svc_type(old) != "ExternalName" {
+        for f in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
+            if same(spec, f) {
+                spec.remove(f);
+            }
+        }
+        if same(spec, "internalTrafficPolicy") {
+            spec.remove("internalTrafficPolicy");
+        }
+    }
+    if needs_node_ports(old) && !new_needs_node_ports {
+        let ports = spec.get_mut("ports").and_then(Value::as_array_mut);
+        let unchanged = ports.as_ref().is_none_or(|ps| {
+            ps.iter().all(|p| {
+                p.get("nodePort")
+                    .and_then(Value::as_u64)
+                    .is_none_or(|n| n == 0 || old_np.contains(&(n as u16)))
+            })
+        });
+        if unchanged {
+            for p in ports.into_iter().flatten() {
+                if let Some(pm) = p.as_object_mut() {
+                    pm.remove("nodePort");
+                }
+            }
+        }
+    }
+    let old_needs_hc = svc_type(old) == "LoadBalancer"
+        && old
+            .pointer("/spec/externalTrafficPolicy")
+            .and_then(Value::as_str)
+            == Some("Local");
+    let new_needs_hc =
+        load_balancer && spec.get("externalTrafficPolicy").and_then(Value::as_str) == Some("Local");
+    if old_needs_hc && !new_needs_hc && same(spec, "healthCheckNodePort") {
+        spec.remove("healthCheckNodePort");
+    }
+    if !load_balancer {
+        for f in ["allocateLoadBalancerNodePorts", "loadBalancerClass"] {
+            if same(spec, f) {
+                spec.remove(f);
+            }
+        }
+    }
+    if !externally_accessible && same(spec, "externalTrafficPolicy") {
+        spec.remove("externalTrafficPolicy");
+    }
+}
+
 /// Releases what an old object held and the new one (None: deleted) no longer does.
 pub fn after_write(api: &Api, kind: &Kind, old: Option<&Value>, new: Option<&Value>) {
     if kind.kind != "Service" || !kind.group.is_empty() {

@@ -6,7 +6,6 @@ use keelson_apimachinery::ApiError;
 use serde_json::{Value, json};
 
 use crate::fields::{self, Entry, FieldSet};
-use crate::patch;
 
 type Result<T, E = ApiError> = std::result::Result<T, E>;
 
@@ -130,7 +129,7 @@ pub fn apply(
         m.remove("managedFields");
         m.remove("resourceVersion");
     }
-    patch::strategic_merge(&mut merged, &config, "")?;
+    merge_applied(&mut merged, &config, "");
 
     // Fields this manager applied before and no longer does are removed, unless someone else
     // owns them too. List items go first, so their members need no separate removal.
@@ -152,6 +151,44 @@ pub fn apply(
     entries.push(manager.entry("Apply", new_set));
     fields::set_entries(&mut merged, entries);
     Ok(merged)
+}
+
+/// Merges an apply configuration into the live object: maps and structs field by field,
+/// associative lists item by item on all their list-map keys (a port is its number and its
+/// protocol, so `53/TCP` and `53/UDP` stay two ports), sets as unions, anything else replaced.
+fn merge_applied(target: &mut Value, config: &Value, field: &str) {
+    match (target, config) {
+        (Value::Object(t), Value::Object(c)) => {
+            for (k, v) in c {
+                if v.is_null() {
+                    t.remove(k);
+                } else if let Some(cur) = t.get_mut(k) {
+                    merge_applied(cur, v, k);
+                } else {
+                    t.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        (Value::Array(cur), Value::Array(items))
+            if items.iter().all(Value::is_object) && fields::set_keys(field, items).is_some() =>
+        {
+            let keys = fields::set_keys(field, items).unwrap_or_default();
+            for item in items {
+                match cur.iter_mut().find(|c| fields::same_item(keys, c, item)) {
+                    Some(c) => merge_applied(c, item, ""),
+                    None => cur.push(item.clone()),
+                }
+            }
+        }
+        (Value::Array(cur), Value::Array(items)) if field == "finalizers" => {
+            for i in items {
+                if !cur.contains(i) {
+                    cur.push(i.clone());
+                }
+            }
+        }
+        (t, c) => *t = c.clone(),
+    }
 }
 
 /// Records a non-apply write: the fields it changed now belong to `manager` (operation
@@ -262,6 +299,52 @@ mod tests {
             !other
                 .fields
                 .contains(&["f:spec".to_string(), "f:replicas".to_string()])
+        );
+    }
+
+    fn pod(ports: Value) -> Value {
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "dns"},
+            "spec": {"containers": [{"name": "c", "image": "dns", "ports": ports}]}})
+    }
+
+    #[test]
+    fn ports_are_keyed_by_number_and_protocol() {
+        let config = pod(json!([
+            {"containerPort": 53, "name": "dns-tcp"},
+            {"containerPort": 53, "protocol": "UDP", "name": "dns"}
+        ]));
+        let first = apply(None, &config, &mgr("kubectl"), false).unwrap();
+        let owned = fields::entries(&first)[0].fields.to_fields_v1();
+        let ports = &owned["f:spec"]["f:containers"]["k:{\"name\":\"c\"}"]["f:ports"];
+        assert!(
+            ports
+                .get("k:{\"containerPort\":53,\"protocol\":\"TCP\"}")
+                .is_some(),
+            "{ports}"
+        );
+        assert!(
+            ports
+                .get("k:{\"containerPort\":53,\"protocol\":\"UDP\"}")
+                .is_some(),
+            "{ports}"
+        );
+        // The live object as stored, with the protocol defaulted.
+        let mut live = first.clone();
+        live["spec"]["containers"][0]["ports"][0]["protocol"] = json!("TCP");
+        let again = apply(Some(&live), &config, &mgr("kubectl"), false).unwrap();
+        assert_eq!(
+            again["spec"]["containers"][0]["ports"],
+            json!([
+                {"containerPort": 53, "protocol": "TCP", "name": "dns-tcp"},
+                {"containerPort": 53, "protocol": "UDP", "name": "dns"}
+            ])
+        );
+        // Dropping the UDP port removes only that one.
+        let tcp_only = pod(json!([{"containerPort": 53, "name": "dns-tcp"}]));
+        let third = apply(Some(&again), &tcp_only, &mgr("kubectl"), false).unwrap();
+        assert_eq!(
+            third["spec"]["containers"][0]["ports"],
+            json!([{"containerPort": 53, "protocol": "TCP", "name": "dns-tcp"}])
         );
     }
 

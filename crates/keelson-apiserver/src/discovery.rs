@@ -61,6 +61,33 @@ fn sub_info(kind: &Kind, sub: Subresource) -> (Value, Vec<&'static str>) {
     }
 }
 
+/// The API groups in the order upstream's API server lists them (`/apis`); groups not named
+/// here follow in table order.
+const GROUP_ORDER: &[&str] = &[
+    "",
+    "apiregistration.k8s.io",
+    "apps",
+    "events.k8s.io",
+    "authentication.k8s.io",
+    "authorization.k8s.io",
+    "autoscaling",
+    "batch",
+    "certificates.k8s.io",
+    "networking.k8s.io",
+    "policy",
+    "rbac.authorization.k8s.io",
+    "storage.k8s.io",
+    "admissionregistration.k8s.io",
+    "apiextensions.k8s.io",
+    "scheduling.k8s.io",
+    "coordination.k8s.io",
+    "node.k8s.io",
+    "discovery.k8s.io",
+    "flowcontrol.apiserver.k8s.io",
+    "resource.k8s.io",
+    "metrics.k8s.io",
+];
+
 fn group_version(group: &str, version: &str) -> String {
     if group.is_empty() {
         version.to_string()
@@ -87,6 +114,14 @@ impl Discovery {
             let pref = keelson_kinds::preferred_version(g);
             vs.sort_by_key(|v| (*v != pref, version_rank(v)));
         }
+        // Groups in upstream's order (its API group priorities), which is also the order
+        // `kubectl get all` prints the kinds of the "all" category in.
+        order.sort_by_key(|(g, _)| {
+            GROUP_ORDER
+                .iter()
+                .position(|x| x == g)
+                .unwrap_or(GROUP_ORDER.len())
+        });
         let mut resource_lists: BTreeMap<String, BTreeMap<String, Bytes>> = BTreeMap::new();
         let mut legacy_groups = Vec::new();
         let mut group_docs = BTreeMap::new();
@@ -97,7 +132,14 @@ impl Discovery {
             for v in vs {
                 let mut resources = Vec::new();
                 let mut agg_resources = Vec::new();
-                for k in kinds.iter().filter(|k| k.group == *g && k.version == *v) {
+                // Resources by name, each followed by its subresources by name, as upstream
+                // lists them.
+                let mut in_version: Vec<&Kind> = kinds
+                    .iter()
+                    .filter(|k| k.group == *g && k.version == *v)
+                    .collect();
+                in_version.sort_by_key(|k| k.plural);
+                for k in in_version {
                     let scope = if k.namespaced {
                         "Namespaced"
                     } else {
@@ -115,8 +157,10 @@ impl Discovery {
                     }
                     resources.push(r);
                     let mut agg_subs = Vec::new();
-                    for s in k.subresources {
-                        let (gvk, verbs) = sub_info(k, *s);
+                    let mut subresources = k.subresources.to_vec();
+                    subresources.sort_by_key(|s| s.name());
+                    for s in subresources {
+                        let (gvk, verbs) = sub_info(k, s);
                         let mut sr = json!({"name": format!("{}/{}", k.plural, s.name()), "singularName": "", "namespaced": k.namespaced, "kind": gvk["kind"], "verbs": verbs});
                         if gvk["group"] != json!(k.group) || gvk["version"] != json!(k.version) {
                             sr["group"] = gvk["group"].clone();

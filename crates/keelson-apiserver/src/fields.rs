@@ -62,35 +62,57 @@ pub fn list_key(field: &str, items: &[Value]) -> Option<&'static str> {
     })
 }
 
-/// The keys that identify an item of an associative list in a field set: the list-map keys of
-/// the OpenAPI schema, which for ports include the protocol (upstream's
-/// `k:{"containerPort":80,"protocol":"TCP"}`), unlike the strategic merge key.
-fn set_keys(field: &str, items: &[Value]) -> Option<&'static [&'static str]> {
-    Some(match list_key(field, items)? {
-        "containerPort" => &["containerPort", "protocol"],
-        "port" => &["port", "protocol"],
-        "name" => &["name"],
-        "mountPath" => &["mountPath"],
-        "devicePath" => &["devicePath"],
-        "ip" => &["ip"],
-        "type" => &["type"],
-        "uid" => &["uid"],
-        _ => return None,
-    })
+/// The keys that identify an item of an associative list in a field set and in server-side
+/// apply: the `x-kubernetes-list-map-keys` the OpenAPI documents declare for the list (see
+/// `keelson_openapi::list_map_keys`), which for ports include the protocol (upstream's
+/// `k:{"containerPort":80,"protocol":"TCP"}`), unlike the strategic merge key, so `53/TCP`
+/// and `53/UDP` are two items. A name several schemas declare (`ports`) takes the key set
+/// whose first key the items carry.
+pub fn set_keys(field: &str, items: &[Value]) -> Option<&'static [&'static str]> {
+    let declared = keelson_openapi::list_map_keys(field);
+    let carried = declared
+        .iter()
+        .find(|keys| items.iter().any(|i| i.get(keys[0]).is_some()));
+    carried.or(declared.first()).copied()
 }
 
 fn is_set(field: &str) -> bool {
     field == "finalizers"
 }
 
-/// The path element of a list item identified by `keys` (keys the item lacks are left out,
-/// as upstream's are when the field is unset).
+/// The value of a list-map key of an item: its own, or the schema's default for the key when
+/// it is unset (a port's `protocol` is `TCP`), as upstream's structured merge reads keys.
+fn key_value(item: &Value, key: &str) -> Option<Value> {
+    match item.get(key) {
+        Some(v) if !v.is_null() => Some(v.clone()),
+        _ if key == "protocol" => Some(Value::String("TCP".into())),
+        _ => None,
+    }
+}
+
+/// Whether two items of an associative list with `keys` are the same item (an item missing a
+/// key with no default matches nothing).
+pub fn same_item(keys: &[&str], a: &Value, b: &Value) -> bool {
+    keys.iter().all(|k| {
+        let v = key_value(a, k);
+        v.is_some() && v == key_value(b, k)
+    })
+}
+
+/// Whether a list item matches the key values of a `k:` path element.
+fn matches_key(item: &Value, want: &Map<String, Value>) -> bool {
+    want.iter()
+        .all(|(wk, wv)| key_value(item, wk).as_ref() == Some(wv))
+}
+
+/// The path element of a list item identified by `keys` (keys the item lacks and the schema
+/// gives no default are left out, as upstream's are when the field is unset).
 fn item_key(keys: &[&str], item: &Value) -> String {
     let mut m = Map::new();
     for key in keys {
-        match item.get(*key) {
-            Some(v) if !v.is_null() => {
-                m.insert(key.to_string(), v.clone());
+        match key_value(item, key) {
+            Some(v) => {
+                m.insert(key.to_string(), v);
             }
             _ if keys.len() == 1 => {
                 m.insert(key.to_string(), Value::Null);
@@ -297,10 +319,7 @@ fn step<'a>(cur: &'a Value, p: &str) -> Option<&'a Value> {
     }
     if let Some(k) = p.strip_prefix("k:") {
         let want: Map<String, Value> = serde_json::from_str(k).ok()?;
-        return cur
-            .as_array()?
-            .iter()
-            .find(|i| want.iter().all(|(wk, wv)| i.get(wk) == Some(wv)));
+        return cur.as_array()?.iter().find(|i| matches_key(i, &want));
     }
     if let Some(v) = p.strip_prefix("v:") {
         let want: Value = serde_json::from_str(v).ok()?;
@@ -341,7 +360,7 @@ pub fn remove(obj: &mut Value, path: &[String]) {
             serde_json::from_str::<Map<String, Value>>(k),
             cur.as_array_mut(),
         ) {
-            a.retain(|i| !want.iter().all(|(wk, wv)| i.get(wk) == Some(wv)));
+            a.retain(|i| !matches_key(i, &want));
         }
     } else if let Some(v) = last.strip_prefix("v:")
         && let (Ok(want), Some(a)) = (serde_json::from_str::<Value>(v), cur.as_array_mut())
@@ -359,7 +378,7 @@ fn step_mut<'a>(cur: &'a mut Value, p: &str) -> Option<&'a mut Value> {
         return cur
             .as_array_mut()?
             .iter_mut()
-            .find(|i| want.iter().all(|(wk, wv)| i.get(wk) == Some(wv)));
+            .find(|i| matches_key(i, &want));
     }
     None
 }

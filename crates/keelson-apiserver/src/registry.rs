@@ -787,6 +787,9 @@ fn prepare_update(
         let g = meta::generation(current) + 1;
         meta::meta_mut(&mut next).insert("generation".into(), json!(g));
     }
+    if mode == Mode::Main {
+        admission::drop_type_dependent_fields(r.kind, &mut next, current);
+    }
     validate(r, &next, Some(current))?;
     admission::allocate(r.api, r.kind, &mut next, Some(current))?.commit();
     if next == *current {

@@ -155,7 +155,13 @@ async fn route_request(
             }
             None => respond::error(&ApiError::not_found_path()),
         }),
-        Route::OpenApiV2 => get_only(openapi_v2(&accept)),
+        Route::OpenApiV2 => {
+            let if_none_match = req
+                .headers()
+                .get(header::IF_NONE_MATCH)
+                .and_then(|v| v.to_str().ok());
+            get_only(openapi_v2(api, &accept, if_none_match))
+        }
         Route::NotFound => respond::error(&ApiError::not_found_path()),
         Route::Resource(path) => {
             let label = path.resource.clone();
@@ -165,26 +171,28 @@ async fn route_request(
     ("".into(), resp)
 }
 
-/// `/openapi/v2`: a Swagger 2.0 document without definitions. kubectl reads it only for kinds
-/// the v3 documents do not describe, and then skips client-side validation, as upstream does for
-/// kinds without a schema. Served as protobuf (gnostic's `Document`) when asked, else JSON.
-fn openapi_v2(accept: &str) -> Response<Body> {
-    const INFO_TITLE: &[u8] = b"Kubernetes";
-    const INFO_VERSION: &[u8] = crate::KUBE_VERSION.as_bytes();
-    if accept.contains("protobuf") {
-        // Document { swagger (1) = "2.0", info (2) = Info { title (1), version (2) } }
-        let mut info = vec![0x0a, INFO_TITLE.len() as u8];
-        info.extend_from_slice(INFO_TITLE);
-        info.extend_from_slice(&[0x12, INFO_VERSION.len() as u8]);
-        info.extend_from_slice(INFO_VERSION);
-        let mut doc = vec![0x0a, 3, b'2', b'.', b'0', 0x12, info.len() as u8];
-        doc.extend_from_slice(&info);
-        return respond::bytes_response(200, "application/octet-stream", doc);
+/// `/openapi/v2`: the Swagger 2.0 document of the served kinds (built on first request), as
+/// gnostic's protobuf when asked (kubectl does), else JSON; with an `ETag` (`304` on a match).
+fn openapi_v2(api: &Api, accept: &str, if_none_match: Option<&str>) -> Response<Body> {
+    let v2 = api.openapi.v2();
+    let (served, media_type) = if accept.contains("protobuf") {
+        (v2.protobuf(), keelson_openapi::PROTOBUF_MEDIA_TYPE)
+    } else {
+        (v2.json(), "application/json")
+    };
+    let unchanged =
+        if_none_match.is_some_and(|tags| tags.split(',').any(|t| t.trim() == served.etag));
+    let mut resp = if unchanged {
+        respond::bytes_response(304, media_type, Bytes::new())
+    } else {
+        respond::bytes_response(200, media_type, served.bytes)
+    };
+    if let Ok(v) = http::HeaderValue::from_str(&served.etag) {
+        resp.headers_mut().insert(header::ETAG, v);
     }
-    respond::json(
-        200,
-        &serde_json::json!({"swagger": "2.0", "info": {"title": "Kubernetes", "version": crate::KUBE_VERSION}, "paths": {}, "definitions": {}}),
-    )
+    resp.headers_mut()
+        .insert(header::VARY, http::HeaderValue::from_static("Accept"));
+    resp
 }
 
 async fn resource(

@@ -4,10 +4,12 @@ pub mod api;
 pub mod client;
 pub mod cluster;
 pub mod controllers;
+pub mod cripeer;
 pub mod load;
 pub mod pods;
 pub mod pods_report;
 pub mod podwatch;
+pub mod proxy;
 pub mod report;
 pub mod scheduler;
 pub mod server;
@@ -115,6 +117,29 @@ pub enum What {
         #[arg(long)]
         keep: bool,
     },
+    /// The service proxy in network namespaces of its own: full sync of 10,000 Services
+    /// (50,000 endpoints), endpoint change → rule in force, and requests per second through
+    /// a ClusterIP against straight to the pod IP. Needs root, `ip` and `nft`.
+    Proxy {
+        /// Services (one port each).
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=60_000))]
+        services: u32,
+        /// Ready endpoints per Service.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+        endpoints: u32,
+        /// Single endpoint changes applied one by one.
+        #[arg(long, default_value_t = 200)]
+        changes: u32,
+        /// Seconds of each throughput run.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+        seconds: u32,
+        /// Keep-alive connections of the load generator.
+        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+        connections: u32,
+        /// Also print one JSON object with the figures as the last line of stdout.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -198,6 +223,27 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             // On Ctrl-C the bench future is dropped, and with it the cluster: dropping it
             // stops `keelson up` with SIGTERM, which removes its pods and stops its containerd.
             let report = until_interrupted(pods::bench(&opts), "keelson up was stopped").await?;
+            print(report.table(), json.then(|| report.json()));
+            Ok(())
+        }
+        What::Proxy {
+            services,
+            endpoints,
+            changes,
+            seconds,
+            connections,
+            json,
+        } => {
+            let opts = proxy::Options {
+                services,
+                endpoints_per_service: endpoints,
+                changes,
+                seconds,
+                connections,
+            };
+            let report =
+                until_interrupted(proxy::bench(&opts), "its network namespaces are removed")
+                    .await?;
             print(report.table(), json.then(|| report.json()));
             Ok(())
         }

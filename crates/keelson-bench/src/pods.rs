@@ -1,6 +1,7 @@
 //! `keelson bench pods`: starts `keelson up`, creates pause pods at a fixed rate and at full
 //! speed, times each from its create request to Running (one watch on pods), reads memory, and
-//! runs `ctr run` of the same image on the same containerd as the peer.
+//! runs `ctr run` of the same image on the same containerd as the peer, and the same pod
+//! straight through CRI (no control plane) as a second peer.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -14,6 +15,7 @@ use serde_json::{Value, json};
 
 use crate::client::{Api, ClientError};
 use crate::cluster::Cluster;
+use crate::cripeer;
 use crate::pods_report::{CtrPeer, PodPhase, PodsReport};
 use crate::podwatch::PodWatch;
 use crate::stats::Summary;
@@ -29,6 +31,8 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 const GONE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Containers started with `ctr run`.
 const CTR_RUNS: usize = 20;
+/// Pods run straight through CRI.
+const CRI_RUNS: usize = 20;
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -194,6 +198,23 @@ async fn measure(
         report.ctr.errors,
         report.ctr.summary.p50_ms,
         report.ctr.summary.p99_ms
+    ));
+    progress.say(format_args!(
+        "peer: {CRI_RUNS} × the same pod through CRI alone (RunPodSandbox, CreateContainer, \
+         StartContainer) on the same containerd"
+    ));
+    let logs = cluster.dir().join("cri-peer-logs");
+    report.cri = cripeer::cri_peer(&cluster.containerd_socket(), &logs, CRI_RUNS).await;
+    progress.say(format_args!(
+        "CRI alone: {} ok, {} failed, p50 {:.1} ms (sandbox {:.1}, create {:.1}, start {:.1}), \
+         p99 {:.1} ms",
+        report.cri.runs - report.cri.errors,
+        report.cri.errors,
+        report.cri.summary.p50_ms,
+        report.cri.sandbox.p50_ms,
+        report.cri.create.p50_ms,
+        report.cri.start.p50_ms,
+        report.cri.summary.p99_ms
     ));
     report.load_after = load_average();
     Ok(report)

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
+use crate::cripeer::CriPeer;
 use crate::report::Goal;
 use crate::stats::Summary;
 
@@ -76,6 +77,8 @@ pub struct PodsReport {
     pub slow: PodPhase,
     pub full: PodPhase,
     pub ctr: CtrPeer,
+    /// The same pod straight through CRI on the same containerd, no control plane.
+    pub cri: CriPeer,
     /// The 1-minute load average at the start and at the end (other work on the machine
     /// skews every figure).
     pub load_before: f64,
@@ -87,6 +90,12 @@ impl PodsReport {
     pub fn ratio_vs_ctr(&self) -> Option<f64> {
         (self.ctr.summary.count > 0 && self.ctr.summary.p50_ms > 0.0 && self.slow.running > 0)
             .then(|| self.slow.summary.p50_ms / self.ctr.summary.p50_ms)
+    }
+
+    /// p50 of the first phase over p50 of the same pod through CRI alone; None without both.
+    pub fn ratio_vs_cri(&self) -> Option<f64> {
+        (self.cri.summary.count > 0 && self.cri.summary.p50_ms > 0.0 && self.slow.running > 0)
+            .then(|| self.slow.summary.p50_ms / self.cri.summary.p50_ms)
     }
 
     pub fn goals(&self) -> Vec<Goal> {
@@ -208,6 +217,18 @@ impl PodsReport {
             c.p99_ms,
             c.max_ms
         );
+        let c = &self.cri.summary;
+        let _ = writeln!(
+            out,
+            "{:<18} {:>6} {:>8} {:>7} {:>9.1} {:>9.1} {:>9.1}",
+            "CRI alone",
+            self.cri.runs,
+            self.cri.runs - self.cri.errors.min(self.cri.runs),
+            self.cri.errors,
+            c.p50_ms,
+            c.p99_ms,
+            c.max_ms
+        );
         let _ = writeln!(out);
         let _ = writeln!(
             out,
@@ -219,6 +240,18 @@ impl PodsReport {
             out,
             "ctr run: the same image on the same containerd, one after another; it sets up no \
              pod sandbox and no CNI network, a pod does both"
+        );
+        let _ = writeln!(
+            out,
+            "CRI alone: the same pod (the agent's configs, same CNI network) through RunPodSandbox, \
+             CreateContainer and StartContainer, one after another, no control plane: p50 \
+             sandbox {:.0} ms, create {:.0} ms, start {:.0} ms; keelson's own part of the 5 pods/s \
+             p50: {:.0} ms ({:.2}× CRI alone)",
+            self.cri.sandbox.p50_ms,
+            self.cri.create.p50_ms,
+            self.cri.start.p50_ms,
+            self.slow.summary.p50_ms - self.cri.summary.p50_ms,
+            self.ratio_vs_cri().unwrap_or(0.0)
         );
         for (label, p) in [
             (rate_label_short(self.rate), &self.slow),
@@ -263,6 +296,7 @@ impl PodsReport {
             (rate_label_short(self.rate), &self.slow.first_error),
             ("full speed".to_string(), &self.full.first_error),
             ("ctr run".to_string(), &self.ctr.first_error),
+            ("CRI alone".to_string(), &self.cri.first_error),
         ] {
             if let Some(e) = e {
                 let _ = writeln!(out, "{what}: first error: {e}");
@@ -310,6 +344,14 @@ impl PodsReport {
         put("ctr_runs", json!(self.ctr.runs));
         put("ctr_errors", json!(self.ctr.errors));
         put("ratio_vs_ctr", json!(self.ratio_vs_ctr().map(round)));
+        put("cri_run_ms", json!(round(self.cri.summary.p50_ms)));
+        put("cri_run_p99_ms", json!(round(self.cri.summary.p99_ms)));
+        put("cri_sandbox_ms", json!(round(self.cri.sandbox.p50_ms)));
+        put("cri_create_ms", json!(round(self.cri.create.p50_ms)));
+        put("cri_start_ms", json!(round(self.cri.start.p50_ms)));
+        put("cri_runs", json!(self.cri.runs));
+        put("cri_errors", json!(self.cri.errors));
+        put("ratio_vs_cri", json!(self.ratio_vs_cri().map(round)));
         put("agent_rss_mib", json!(round(self.agent_rss_mib)));
         put("containerd_rss_mib", json!(round(self.containerd_rss_mib)));
         put("shims_rss_mib", json!(round(self.shims_rss_mib)));
@@ -390,6 +432,15 @@ mod tests {
                 summary: summary(120.0, 150.0),
                 first_error: None,
             },
+            cri: CriPeer {
+                runs: 20,
+                errors: 0,
+                summary: summary(125.0, 160.0),
+                sandbox: summary(70.0, 90.0),
+                create: summary(10.0, 20.0),
+                start: summary(45.0, 50.0),
+                first_error: None,
+            },
             load_before: 0.5,
             load_after: 1.25,
         }
@@ -449,6 +500,10 @@ mod tests {
             ("wall_s_full", json!(20.0)),
             ("ctr_run_ms", json!(120.0)),
             ("ratio_vs_ctr", json!(1.25)),
+            ("cri_run_ms", json!(125.0)),
+            ("cri_sandbox_ms", json!(70.0)),
+            ("cri_start_ms", json!(45.0)),
+            ("ratio_vs_cri", json!(1.2)),
             ("agent_rss_mib", json!(39.0)),
             ("start_to_ready_s", json!(0.9)),
             ("idle_rss_mib", json!(40.0)),
@@ -469,7 +524,9 @@ mod tests {
 
         let mut none = good();
         none.ctr = CtrPeer::default();
+        none.cri = CriPeer::default();
         assert_eq!(none.json()["ratio_vs_ctr"], Value::Null);
+        assert_eq!(none.json()["ratio_vs_cri"], Value::Null);
     }
 
     #[test]
@@ -496,6 +553,14 @@ mod tests {
             [
                 "ctr", "run", "-d", "20", "20", "0", "120.0", "150.0", "300.0"
             ]
+        );
+        assert_eq!(
+            row("CRI alone"),
+            ["CRI", "alone", "20", "20", "0", "125.0", "160.0", "320.0"]
+        );
+        assert!(
+            table.contains("keelson's own part of the 5 pods/s p50: 25 ms (1.20× CRI alone)"),
+            "{table}"
         );
         assert!(table.contains("in ONE process"), "{table}");
         assert!(table.contains("no CNI network"), "{table}");

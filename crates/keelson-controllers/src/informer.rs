@@ -1,5 +1,7 @@
 //! A shared informer: one watch per kind feeding one reflector store, with every change
 //! (deletions included) fanned out to the controllers that subscribed before it started.
+//! Objects are trimmed before they are cached (kube-runtime's `.modify()` pattern): no
+//! controller reads `metadata.managedFields` or the kubectl last-applied annotation.
 
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
@@ -18,6 +20,36 @@ pub struct Informer<K: Resource<DynamicType = ()> + Lookup<DynamicType = ()> + C
     store: Store<K>,
     writer: Mutex<Option<reflector::store::Writer<K>>>,
     subscribers: Mutex<Vec<UnboundedSender<Arc<K>>>>,
+    trim: Trim,
+}
+
+/// What an informer drops from each object before caching it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trim {
+    /// `metadata.managedFields` and the kubectl last-applied annotation: for kinds controllers
+    /// only read, patch or create.
+    Full,
+    /// `metadata.managedFields` only (the apiserver keeps the stored ones on an update that
+    /// omits them): for kinds controllers write back whole with PUT, where dropping an
+    /// annotation would remove it from the object.
+    ManagedFields,
+}
+
+/// The annotation `kubectl apply` keeps its last configuration in.
+pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Drops from `obj` what `trim` says no controller reads.
+pub fn trim<K: Resource>(obj: &mut K, trim: Trim) {
+    let meta = obj.meta_mut();
+    meta.managed_fields = None;
+    if trim == Trim::Full
+        && let Some(annotations) = meta.annotations.as_mut()
+    {
+        annotations.remove(LAST_APPLIED);
+        if annotations.is_empty() {
+            meta.annotations = None;
+        }
+    }
 }
 
 impl<K> Informer<K>
@@ -25,14 +57,25 @@ where
     K: Resource<DynamicType = ()> + Lookup<DynamicType = ()> + Clone + DeserializeOwned + Debug,
     K: Send + Sync + 'static,
 {
-    /// An informer over every object of `api`; nothing is watched until [`Informer::start`].
+    /// An informer over every object of `api`, caching them trimmed of managedFields and the
+    /// last-applied annotation; nothing is watched until [`Informer::start`].
     pub fn new(api: Api<K>) -> Arc<Self> {
+        Self::with_trim(api, Trim::Full)
+    }
+
+    /// An informer whose cached objects keep every annotation (controllers PUT them back).
+    pub fn keeping_annotations(api: Api<K>) -> Arc<Self> {
+        Self::with_trim(api, Trim::ManagedFields)
+    }
+
+    fn with_trim(api: Api<K>, trim: Trim) -> Arc<Self> {
         let (store, writer) = reflector::store();
         Arc::new(Informer {
             api,
             store,
             writer: Mutex::new(Some(writer)),
             subscribers: Mutex::new(Vec::new()),
+            trim,
         })
     }
 
@@ -70,7 +113,10 @@ where
         };
         let this = self.clone();
         tokio::spawn(async move {
-            let mut events = watcher(this.api.clone()).boxed();
+            let how = this.trim;
+            let mut events = watcher(this.api.clone())
+                .modify(move |o| trim(o, how))
+                .boxed();
             let mut before: Vec<Arc<K>> = Vec::new();
             while let Some(ev) = events.next().await {
                 let ev = match ev {
@@ -85,9 +131,12 @@ where
                 }
                 writer.apply_watcher_event(&ev);
                 match ev {
-                    Event::Apply(o) | Event::Delete(o) | Event::InitApply(o) => {
-                        this.publish(Arc::new(o))
+                    // Subscribers share the cached copy rather than holding one of their own.
+                    Event::Apply(o) | Event::InitApply(o) => {
+                        let cached = this.store.get(&o.to_object_ref(()));
+                        this.publish(cached.unwrap_or_else(|| Arc::new(o)))
                     }
+                    Event::Delete(o) => this.publish(Arc::new(o)),
                     Event::InitDone => {
                         // Objects deleted while the watch was down are gone from the new list.
                         for old in std::mem::take(&mut before) {
@@ -109,4 +158,45 @@ where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
     watcher::watcher(api, watcher::Config::default()).default_backoff()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::Pod;
+    use serde_json::json;
+
+    fn pod() -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "p", "annotations": {LAST_APPLIED: "{}", "keep": "me"},
+                "managedFields": [{"manager": "kubectl", "operation": "Update",
+                    "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {}}}]},
+            "spec": {"containers": []},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn trims_what_no_controller_reads() {
+        let mut full = pod();
+        trim(&mut full, Trim::Full);
+        assert_eq!(full.metadata.managed_fields, None);
+        let annotations = full.metadata.annotations.clone().unwrap();
+        assert_eq!(annotations.keys().collect::<Vec<_>>(), ["keep"]);
+
+        let mut kept = pod();
+        trim(&mut kept, Trim::ManagedFields);
+        assert_eq!(kept.metadata.managed_fields, None);
+        assert!(
+            kept.metadata
+                .annotations
+                .unwrap()
+                .contains_key(LAST_APPLIED)
+        );
+
+        let mut only = pod();
+        only.metadata.annotations = Some([(LAST_APPLIED.to_string(), "{}".to_string())].into());
+        trim(&mut only, Trim::Full);
+        assert_eq!(only.metadata.annotations, None);
+    }
 }

@@ -16,6 +16,7 @@ pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod pod;
+pub mod podgc;
 pub mod replicaset;
 pub mod selector;
 pub mod serviceaccount;
@@ -59,6 +60,8 @@ pub struct Options {
     pub service_lb_pool: Option<String>,
     /// The PersistentVolume controllers and the local-path provisioner.
     pub storage: volume::Settings,
+    /// The pod garbage collector (terminated-pod threshold, period, orphan quarantine).
+    pub pod_gc: podgc::Settings,
 }
 
 impl Default for Options {
@@ -71,6 +74,7 @@ impl Default for Options {
             node_lifecycle: nodelifecycle::Settings::default(),
             service_lb_pool: None,
             storage: volume::Settings::default(),
+            pod_gc: podgc::Settings::default(),
         }
     }
 }
@@ -81,7 +85,7 @@ pub async fn run(client: kube::Client, options: Options) -> anyhow::Result<()> {
     let replicasets = Informer::<ReplicaSet>::new(Api::all(client.clone()));
     let rcs = Informer::<ReplicationController>::new(Api::all(client.clone()));
     let deployments = Informer::<Deployment>::new(Api::all(client.clone()));
-    let namespaces = Informer::<Namespace>::new(Api::all(client.clone()));
+    let namespaces = Informer::<Namespace>::keeping_annotations(Api::all(client.clone()));
     let accounts = Informer::<ServiceAccount>::new(Api::all(client.clone()));
     let daemonsets = Informer::<DaemonSet>::new(Api::all(client.clone()));
     let nodes = Informer::<Node>::new(Api::all(client.clone()));
@@ -89,11 +93,11 @@ pub async fn run(client: kube::Client, options: Options) -> anyhow::Result<()> {
     let jobs = Informer::<Job>::new(Api::all(client.clone()));
     let cronjobs = Informer::<CronJob>::new(Api::all(client.clone()));
     let services = Informer::<Service>::new(Api::all(client.clone()));
-    let endpoints = Informer::<Endpoints>::new(Api::all(client.clone()));
-    let slices = Informer::<EndpointSlice>::new(Api::all(client.clone()));
+    let endpoints = Informer::<Endpoints>::keeping_annotations(Api::all(client.clone()));
+    let slices = Informer::<EndpointSlice>::keeping_annotations(Api::all(client.clone()));
     let leases = Informer::<Lease>::new(Api::namespaced(client.clone(), "kube-node-lease"));
-    let claims = Informer::<PersistentVolumeClaim>::new(Api::all(client.clone()));
-    let volumes = Informer::<PersistentVolume>::new(Api::all(client.clone()));
+    let claims = Informer::<PersistentVolumeClaim>::keeping_annotations(Api::all(client.clone()));
+    let volumes = Informer::<PersistentVolume>::keeping_annotations(Api::all(client.clone()));
     let classes = Informer::<StorageClass>::new(Api::all(client.clone()));
     // Controllers subscribe when built, before the informers start.
     let controllers: Vec<BoxFuture<'static, ()>> = vec![
@@ -112,6 +116,7 @@ pub async fn run(client: kube::Client, options: Options) -> anyhow::Result<()> {
         job::run(client.clone(), &jobs, &pods, options.job_backoff_base).boxed(),
         cronjob::run(client.clone(), &cronjobs, &jobs, options.clock.clone()).boxed(),
         gc::run(client.clone()).boxed(),
+        podgc::run(client.clone(), &pods, &nodes, options.pod_gc.clone()).boxed(),
         nodeipam::run(client.clone(), &nodes, options.cluster_cidr.clone()).boxed(),
         servicelb::run(
             client.clone(),

@@ -3,11 +3,12 @@
 //! pods that do not tolerate a node's NoExecute taints are evicted (deleted), at once or after
 //! their tolerationSeconds — upstream's taint-based eviction.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, Pod, Taint};
+use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod, Taint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use keelson_kinds::placement::tolerates;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
@@ -16,6 +17,7 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use crate::clock::Clock;
+use crate::events::{EventType, Recorder};
 use crate::informer::Informer;
 
 /// The taint keys this controller manages.
@@ -178,11 +180,38 @@ pub fn run(
     clock: Clock,
 ) -> impl Future<Output = ()> + Send + 'static {
     let (nodes, pods, leases) = (nodes.store(), pods.store(), leases.store());
+    let recorder = Recorder::new(client.clone(), "node-controller");
     async move {
+        let mut registered = HashSet::new();
         loop {
             tokio::time::sleep(settings.period).await;
+            register(&recorder, &nodes, &mut registered).await;
             pass(&client, &nodes, &pods, &leases, &settings, clock.now()).await;
         }
+    }
+}
+
+/// Records upstream's `RegisteredNode` event the first time the controller sees a node (node
+/// events carry the node's name as its UID, which `kubectl describe node` looks them up by).
+async fn register(recorder: &Recorder, nodes: &Store<Node>, registered: &mut HashSet<String>) {
+    let names: HashSet<String> = nodes.state().iter().map(|n| n.name_any()).collect();
+    registered.retain(|n| names.contains(n));
+    for name in names {
+        if registered.contains(&name) {
+            continue;
+        }
+        let involved = ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Node".into()),
+            name: Some(name.clone()),
+            uid: Some(name.clone()),
+            ..ObjectReference::default()
+        };
+        let message = format!("Node {name} event: Registered Node {name} in Controller");
+        recorder
+            .publish_ref(involved, EventType::Normal, "RegisteredNode", &message)
+            .await;
+        registered.insert(name);
     }
 }
 

@@ -31,6 +31,8 @@ pub struct CriClient {
     socket: PathBuf,
     runtime: RuntimeServiceClient<Channel>,
     images: ImageServiceClient<Channel>,
+    /// The runtime handler for sandboxes with port mappings (none: the default handler).
+    hostport_handler: Option<String>,
 }
 
 /// Connects to the CRI runtime listening on `socket`, failing with [`Error::Connect`] when
@@ -116,6 +118,23 @@ impl CriClient {
             runtime: RuntimeServiceClient::new(channel.clone())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
             images: ImageServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES),
+            hostport_handler: None,
+        }
+    }
+
+    /// This client, sending the sandboxes that have port mappings to runtime handler
+    /// `handler` (the containerd keelson owns has one whose network has portmap; see
+    /// [`crate::cni::HOSTPORT_HANDLER`]).
+    pub fn with_hostport_handler(mut self, handler: &str) -> Self {
+        self.hostport_handler = Some(handler.to_string());
+        self
+    }
+
+    /// The runtime handler of a sandbox with this config.
+    pub fn sandbox_handler(&self, config: &cri::PodSandboxConfig) -> String {
+        match &self.hostport_handler {
+            Some(h) if !config.port_mappings.is_empty() => h.clone(),
+            _ => String::new(),
         }
     }
 
@@ -287,10 +306,11 @@ impl Runtime for CriClient {
             Some(m) => format!("pod sandbox {}/{}", m.namespace, m.name),
             None => "pod sandbox".to_string(),
         };
+        let runtime_handler = self.sandbox_handler(&config);
         let request = request(
             cri::RunPodSandboxRequest {
                 config: Some(config),
-                runtime_handler: String::new(),
+                runtime_handler,
             },
             CALL_TIMEOUT,
         );
@@ -610,6 +630,21 @@ mod tests {
         let text = err.to_string();
         assert!(matches!(err, Error::Connect { .. }), "{text}");
         assert!(text.contains("nothing.sock"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn only_sandboxes_with_port_mappings_get_the_hostport_handler() {
+        let plain = connect_lazy(Path::new("/run/x.sock"));
+        let owned = plain.clone().with_hostport_handler("runc-hostport");
+        let mut config = cri::PodSandboxConfig::default();
+        assert_eq!(owned.sandbox_handler(&config), "");
+        config.port_mappings.push(cri::PortMapping {
+            container_port: 80,
+            host_port: 8080,
+            ..Default::default()
+        });
+        assert_eq!(owned.sandbox_handler(&config), "runc-hostport");
+        assert_eq!(plain.sandbox_handler(&config), "");
     }
 
     #[tokio::test]

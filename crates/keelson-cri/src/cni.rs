@@ -1,5 +1,8 @@
 //! The CNI network config keelson gives containerd: a bridge with host-local IPAM on the
-//! node's pod CIDR, plus portmap for hostPorts (containerd adds loopback itself).
+//! node's pod CIDR (containerd adds loopback itself), and the same network with portmap for
+//! the pods that declare a hostPort, in a directory of its own that the containerd keelson owns
+//! gives a runtime handler of its own ([`HOSTPORT_HANDLER`]): portmap costs every pod an exec
+//! at its start and at its end, and only pods with hostPorts need it.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -10,6 +13,19 @@ use serde_json::json;
 pub const CONFLIST_FILE: &str = "10-keelson.conflist";
 /// The CNI spec version of the config (containernetworking-plugins 1.1 and later support it).
 pub const CNI_VERSION: &str = "1.0.0";
+/// The runtime handler whose network has portmap: the sandboxes of pods with hostPorts.
+pub const HOSTPORT_HANDLER: &str = "runc-hostport";
+
+/// The config directory of the network with portmap, beside `conf_dir` (`net.d` →
+/// `net.d-hostport`).
+pub fn hostport_conf_dir(conf_dir: &Path) -> PathBuf {
+    let mut name = conf_dir
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push("-hostport");
+    conf_dir.with_file_name(name)
+}
 
 /// Errors writing the CNI config.
 #[derive(Debug, thiserror::Error)]
@@ -23,37 +39,44 @@ pub enum Error {
 
 /// The conflist for a bridge network `network_name` on Linux bridge `bridge`, giving pods
 /// addresses from `pod_cidr` (IPv4 or IPv6), with hairpin mode (a pod reaching itself through
-/// a Service) and hostPort mappings. No `ipMasq`: the service proxy masquerades traffic
-/// leaving the pod network with one nftables rule per node (the plugin's rules cost iptables
-/// work at every pod start).
-pub fn render_conflist(network_name: &str, bridge: &str, pod_cidr: &str) -> String {
+/// a Service), and hostPort mappings when `port_mappings`. No `ipMasq`: the service proxy
+/// masquerades traffic leaving the pod network with one nftables rule per node (the plugin's
+/// rules cost iptables work at every pod start).
+pub fn render_conflist(
+    network_name: &str,
+    bridge: &str,
+    pod_cidr: &str,
+    port_mappings: bool,
+) -> String {
     let default_route = if pod_cidr.contains(':') {
         "::/0"
     } else {
         "0.0.0.0/0"
     };
+    let mut plugins = vec![json!({
+        "type": "bridge",
+        "bridge": bridge,
+        "isGateway": true,
+        "ipMasq": false,
+        "hairpinMode": true,
+        "ipam": {
+            "type": "host-local",
+            "ranges": [[{ "subnet": pod_cidr }]],
+            "routes": [{ "dst": default_route }]
+        }
+    })];
+    if port_mappings {
+        plugins.push(json!({
+            "type": "portmap",
+            "capabilities": { "portMappings": true },
+            "snat": true
+        }));
+    }
+    // One network name for both: host-local keeps one set of leases per name.
     let conflist = json!({
         "cniVersion": CNI_VERSION,
         "name": network_name,
-        "plugins": [
-            {
-                "type": "bridge",
-                "bridge": bridge,
-                "isGateway": true,
-                "ipMasq": false,
-                "hairpinMode": true,
-                "ipam": {
-                    "type": "host-local",
-                    "ranges": [[{ "subnet": pod_cidr }]],
-                    "routes": [{ "dst": default_route }]
-                }
-            },
-            {
-                "type": "portmap",
-                "capabilities": { "portMappings": true },
-                "snat": true
-            }
-        ]
+        "plugins": plugins,
     });
     let mut text = serde_json::to_string_pretty(&conflist).unwrap_or_default();
     text.push('\n');
@@ -70,6 +93,22 @@ pub fn write_conflist(conf_dir: &Path, contents: &str) -> Result<PathBuf, Error>
         source,
     })?;
     Ok(path)
+}
+
+/// Writes the network without portmap in `conf_dir` and the one with portmap in
+/// [`hostport_conf_dir`]; returns the first file's path.
+pub fn write_conflists(
+    conf_dir: &Path,
+    network_name: &str,
+    bridge: &str,
+    pod_cidr: &str,
+) -> Result<PathBuf, Error> {
+    let with_ports = render_conflist(network_name, bridge, pod_cidr, true);
+    write_conflist(&hostport_conf_dir(conf_dir), &with_ports)?;
+    write_conflist(
+        conf_dir,
+        &render_conflist(network_name, bridge, pod_cidr, false),
+    )
 }
 
 /// Writes a file through a temporary sibling and a rename. The temporary name does not end in
@@ -110,7 +149,12 @@ mod tests {
 
     #[test]
     fn the_conflist_has_a_bridge_and_portmap() {
-        let conf = parse(&render_conflist("keelson", "keelson0", "10.42.0.0/24"));
+        let conf = parse(&render_conflist(
+            "keelson",
+            "keelson0",
+            "10.42.0.0/24",
+            true,
+        ));
         let check = |pointer: &str, want: Value| {
             assert_eq!(conf.pointer(pointer), Some(&want), "{pointer} in {conf:#}");
         };
@@ -128,11 +172,52 @@ mod tests {
         check("/plugins/1/capabilities/portMappings", json!(true));
         check("/plugins/1/snat", json!(true));
         assert_eq!(conf["plugins"].as_array().map(Vec::len), Some(2));
+        let plain = parse(&render_conflist(
+            "keelson",
+            "keelson0",
+            "10.42.0.0/24",
+            false,
+        ));
+        assert_eq!(plain["plugins"].as_array().map(Vec::len), Some(1));
+        assert_eq!(plain["plugins"][0], conf["plugins"][0]);
+        assert_eq!(plain["name"], conf["name"]);
+    }
+
+    #[test]
+    fn both_networks_are_written_side_by_side() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conf_dir = dir.path().join("net.d");
+        assert_eq!(
+            hostport_conf_dir(&conf_dir),
+            dir.path().join("net.d-hostport")
+        );
+        let path =
+            write_conflists(&conf_dir, "keelson", "keelson0", "10.42.0.0/24").expect("write");
+        assert_eq!(path, conf_dir.join(CONFLIST_FILE));
+        let types = |path: PathBuf| -> Vec<Value> {
+            let conf = parse(&std::fs::read_to_string(path).expect("read"));
+            conf["plugins"]
+                .as_array()
+                .expect("plugins")
+                .iter()
+                .map(|p| p["type"].clone())
+                .collect()
+        };
+        assert_eq!(types(path), vec![json!("bridge")]);
+        assert_eq!(
+            types(dir.path().join("net.d-hostport").join(CONFLIST_FILE)),
+            vec![json!("bridge"), json!("portmap")]
+        );
     }
 
     #[test]
     fn an_ipv6_cidr_gets_an_ipv6_default_route() {
-        let conf = parse(&render_conflist("keelson", "keelson0", "fd00:42::/64"));
+        let conf = parse(&render_conflist(
+            "keelson",
+            "keelson0",
+            "fd00:42::/64",
+            false,
+        ));
         assert_eq!(
             conf.pointer("/plugins/0/ipam/routes/0/dst"),
             Some(&json!("::/0"))
@@ -143,10 +228,10 @@ mod tests {
     fn write_conflist_replaces_the_file_and_leaves_no_temporary() {
         let dir = tempfile::tempdir().expect("tempdir");
         let conf_dir = dir.path().join("net.d");
-        let first = render_conflist("keelson", "keelson0", "10.42.0.0/24");
+        let first = render_conflist("keelson", "keelson0", "10.42.0.0/24", true);
         let path = write_conflist(&conf_dir, &first).expect("write");
         assert_eq!(path, conf_dir.join("10-keelson.conflist"));
-        let second = render_conflist("keelson", "keelson0", "10.42.1.0/24");
+        let second = render_conflist("keelson", "keelson0", "10.42.1.0/24", true);
         write_conflist(&conf_dir, &second).expect("rewrite");
         assert_eq!(std::fs::read_to_string(&path).expect("read"), second);
         let names: Vec<_> = std::fs::read_dir(&conf_dir)

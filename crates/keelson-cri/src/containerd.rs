@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::client::{self, CriClient};
-use crate::cni::write_atomic;
+use crate::cni::{HOSTPORT_HANDLER, hostport_conf_dir, write_atomic};
 use crate::runtime::Runtime;
 
 /// Where CNI plugins are installed by the distributions' packages, in order of preference.
@@ -173,6 +173,17 @@ disabled_plugins = [{disabled}]
   SystemdCgroup = false
   Root = {runc_root}
 
+# The same runc for the sandboxes of pods with hostPorts, on the same network with portmap
+# (which every other pod would pay an exec for at its start and at its end).
+[{cri}.containerd.runtimes.{hostport}]
+  runtime_type = "io.containerd.runc.v2"
+  cni_conf_dir = {hostport_conf_dir}
+  cni_max_conf_num = 1
+
+[{cri}.containerd.runtimes.{hostport}.options]
+  SystemdCgroup = false
+  Root = {runc_root}
+
 [{cri}.cni]
   bin_dir = {bin_dir}
   conf_dir = {conf_dir}
@@ -189,6 +200,8 @@ disabled_plugins = [{disabled}]
             runc_root = quote_path(&self.state.join("runc")),
             sandbox_image = quote(&self.sandbox_image),
             conf_dir = quote_path(&self.cni_conf_dir),
+            hostport = HOSTPORT_HANDLER,
+            hostport_conf_dir = quote_path(&hostport_conf_dir(&self.cni_conf_dir)),
             registry = quote_path(&self.registry_config_dir),
         )
     }
@@ -364,7 +377,7 @@ impl Containerd {
                     tracing::info!(socket = %config.socket.display(), "reusing the containerd already running");
                     return Ok(Containerd {
                         socket: config.socket.clone(),
-                        client,
+                        client: client.with_hostport_handler(HOSTPORT_HANDLER),
                         child: None,
                     });
                 }
@@ -422,7 +435,7 @@ impl Containerd {
                     );
                     return Ok(Containerd {
                         socket: config.socket.clone(),
-                        client,
+                        client: client.with_hostport_handler(HOSTPORT_HANDLER),
                         child: Some(child),
                     });
                 }
@@ -456,7 +469,8 @@ impl Containerd {
         &self.socket
     }
 
-    /// A CRI client connected to this containerd.
+    /// A CRI client connected to this containerd (sandboxes with port mappings go to the
+    /// runtime handler whose network has portmap).
     pub fn client(&self) -> CriClient {
         self.client.clone()
     }
@@ -667,6 +681,19 @@ mod tests {
             "/data/containerd/state/runc".into(),
         );
         check(&["plugins", cri, "restrict_oom_score_adj"], true.into());
+        let hostport = ["plugins", cri, "containerd", "runtimes", "runc-hostport"];
+        let at = |key: &'static str| {
+            let mut path = hostport.to_vec();
+            path.push(key);
+            path
+        };
+        check(&at("runtime_type"), "io.containerd.runc.v2".into());
+        check(&at("cni_conf_dir"), "/data/cni/net.d-hostport".into());
+        check(&at("cni_max_conf_num"), 1.into());
+        check(
+            &[hostport.as_slice(), &["options", "Root"]].concat(),
+            "/data/containerd/state/runc".into(),
+        );
         check(&["plugins", cri, "cni", "bin_dir"], "/usr/lib/cni".into());
         check(
             &["plugins", cri, "cni", "conf_dir"],

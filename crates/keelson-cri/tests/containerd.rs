@@ -544,7 +544,7 @@ async fn a_pod_on_the_bridge_network_gets_an_address_and_exec_works() {
     let _bridge = BridgeCleanup;
     let prepare = move |config: &mut ContainerdConfig| {
         config.cni_bin_dirs = vec![cni_bin];
-        let conflist = render_conflist(TEST_NETWORK, TEST_BRIDGE, TEST_CIDR);
+        let conflist = render_conflist(TEST_NETWORK, TEST_BRIDGE, TEST_CIDR, true);
         write_conflist(&config.cni_conf_dir, &conflist).expect("conflist");
     };
     with_containerd(&binary, prepare, run_on_bridge).await;

@@ -19,9 +19,12 @@ mod paths;
 mod schemas;
 #[cfg(test)]
 mod tests;
+mod v2;
 
+pub use merge_keys::list_map_keys;
 use paths::{api_prefix, capitalize, discovery_path, group_tag, tag};
 use schemas::{Components, reference};
+pub use v2::{OpenApiV2, PROTOBUF_MEDIA_TYPE, Served};
 
 /// The Kubernetes version the documents describe.
 pub const KUBERNETES_VERSION: &str = "v1.33.0";
@@ -52,6 +55,7 @@ pub struct OpenApiV3 {
     /// By index path (`api/v1`, `apis/apps/v1`, `api`, `apis`, `apis/apps`), sorted.
     documents: BTreeMap<String, Document>,
     index: Bytes,
+    v2: OpenApiV2,
 }
 
 impl OpenApiV3 {
@@ -82,6 +86,7 @@ impl OpenApiV3 {
             kinds,
             documents,
             index,
+            v2: OpenApiV2::new(kinds),
         }
     }
 
@@ -106,6 +111,11 @@ impl OpenApiV3 {
         self.documents
             .get(gv_path.trim_matches('/'))
             .map(|d| d.hash.as_str())
+    }
+
+    /// The `/openapi/v2` document of the same kinds (built on its first request).
+    pub fn v2(&self) -> &OpenApiV2 {
+        &self.v2
     }
 
     /// The index paths of every document, sorted.
@@ -259,6 +269,15 @@ impl Fnv128 {
         for byte in part.bytes().chain([0xff]) {
             for state in &mut self.state {
                 *state = (*state ^ u64::from(byte)).wrapping_mul(Self::PRIME);
+            }
+        }
+    }
+
+    /// Adds raw bytes, without a separator.
+    fn write_bytes(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            for state in &mut self.state {
+                *state = (*state ^ u64::from(*byte)).wrapping_mul(Self::PRIME);
             }
         }
     }

@@ -1,5 +1,6 @@
 //! The strategic-merge-patch markers (`x-kubernetes-patch-merge-key`,
-//! `x-kubernetes-patch-strategy`) that the API reference documents for list fields but the
+//! `x-kubernetes-patch-strategy`) and the associative-list markers (`x-kubernetes-list-type`,
+//! `x-kubernetes-list-map-keys`) that the API reference documents for list fields but the
 //! k8s-openapi schemas do not carry; added to the generated component schemas.
 
 use serde_json::{Map, Value};
@@ -113,9 +114,107 @@ const TABLE: &[ListPatch] = &[
     ),
 ];
 
-/// Marks the list fields of the table that are present in `schemas`; schemas or fields a
+/// Associative lists (`x-kubernetes-list-type: map`) and their `x-kubernetes-list-map-keys`, as
+/// upstream's schemas declare them: the keys server-side apply identifies list items by. A
+/// port is its number and its protocol, unlike the strategic merge key.
+const LIST_MAP_KEYS: &[(&str, &str, &[&str])] = &[
+    (POD_SPEC, "containers", &["name"]),
+    (POD_SPEC, "initContainers", &["name"]),
+    (POD_SPEC, "ephemeralContainers", &["name"]),
+    (POD_SPEC, "volumes", &["name"]),
+    (POD_SPEC, "imagePullSecrets", &["name"]),
+    (POD_SPEC, "hostAliases", &["ip"]),
+    (POD_SPEC, "resourceClaims", &["name"]),
+    (POD_STATUS, "conditions", &["type"]),
+    (CONTAINER, "ports", &["containerPort", "protocol"]),
+    (CONTAINER, "env", &["name"]),
+    (CONTAINER, "volumeMounts", &["mountPath"]),
+    (CONTAINER, "volumeDevices", &["devicePath"]),
+    (EPHEMERAL, "ports", &["containerPort", "protocol"]),
+    (EPHEMERAL, "env", &["name"]),
+    (EPHEMERAL, "volumeMounts", &["mountPath"]),
+    (EPHEMERAL, "volumeDevices", &["devicePath"]),
+    (
+        "io.k8s.api.core.v1.ServiceSpec",
+        "ports",
+        &["port", "protocol"],
+    ),
+    ("io.k8s.api.core.v1.ServiceStatus", "conditions", &["type"]),
+    (NODE_STATUS, "conditions", &["type"]),
+    (
+        "io.k8s.api.core.v1.NamespaceStatus",
+        "conditions",
+        &["type"],
+    ),
+    (
+        "io.k8s.api.core.v1.PersistentVolumeClaimStatus",
+        "conditions",
+        &["type"],
+    ),
+    (
+        "io.k8s.api.core.v1.ReplicationControllerStatus",
+        "conditions",
+        &["type"],
+    ),
+    (
+        "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",
+        "ownerReferences",
+        &["uid"],
+    ),
+    (
+        "io.k8s.api.apps.v1.DeploymentStatus",
+        "conditions",
+        &["type"],
+    ),
+    (
+        "io.k8s.api.apps.v1.ReplicaSetStatus",
+        "conditions",
+        &["type"],
+    ),
+    (
+        "io.k8s.api.apps.v1.StatefulSetStatus",
+        "conditions",
+        &["type"],
+    ),
+    (
+        "io.k8s.api.apps.v1.DaemonSetStatus",
+        "conditions",
+        &["type"],
+    ),
+    ("io.k8s.api.batch.v1.JobStatus", "conditions", &["type"]),
+    (
+        "io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerStatus",
+        "conditions",
+        &["type"],
+    ),
+];
+
+/// The `x-kubernetes-list-map-keys` the schemas declare for list fields named `field`, one
+/// set per distinct declaration (e.g. `ports`: a container's and a Service's).
+pub fn list_map_keys(field: &str) -> Vec<&'static [&'static str]> {
+    let mut out: Vec<&'static [&'static str]> = Vec::new();
+    for (_, f, keys) in LIST_MAP_KEYS {
+        if *f == field && !out.contains(keys) {
+            out.push(keys);
+        }
+    }
+    out
+}
+
+/// Marks the list fields of the tables that are present in `schemas`; schemas or fields a
 /// document does not contain are skipped.
 pub(crate) fn apply(schemas: &mut Map<String, Value>) {
+    for (schema, field, keys) in LIST_MAP_KEYS {
+        if let Some(property) = schemas
+            .get_mut(*schema)
+            .and_then(|s| s.get_mut("properties"))
+            .and_then(|p| p.get_mut(*field))
+            .and_then(Value::as_object_mut)
+        {
+            property.insert("x-kubernetes-list-type".into(), "map".into());
+            property.insert("x-kubernetes-list-map-keys".into(), (*keys).into());
+        }
+    }
     for entry in TABLE {
         let Some(property) = schemas
             .get_mut(entry.schema)
@@ -174,5 +273,30 @@ mod tests {
         );
         check(&format!("{meta}/x-kubernetes-patch-merge-key"), None);
         assert!(schemas.pointer(&format!("{spec}/initContainers")).is_none());
+    }
+
+    #[test]
+    fn ports_are_keyed_by_number_and_protocol() {
+        let mut schemas = json!({CONTAINER: {"properties": {"ports": {"type": "array"}}}});
+        let Value::Object(map) = &mut schemas else {
+            unreachable!("literal is an object")
+        };
+        apply(map);
+        let ports = &schemas[CONTAINER]["properties"]["ports"];
+        assert_eq!(ports["x-kubernetes-list-type"], "map");
+        assert_eq!(
+            ports["x-kubernetes-list-map-keys"],
+            json!(["containerPort", "protocol"])
+        );
+        assert_eq!(ports["x-kubernetes-patch-merge-key"], "containerPort");
+        let sets = list_map_keys("ports");
+        assert_eq!(
+            sets,
+            vec![
+                &["containerPort", "protocol"][..],
+                &["port", "protocol"][..]
+            ]
+        );
+        assert!(list_map_keys("command").is_empty());
     }
 }

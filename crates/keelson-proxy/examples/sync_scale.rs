@@ -8,7 +8,7 @@ use std::time::Instant;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use keelson_proxy::nft::{Applier, Nft};
-use keelson_proxy::{Config, compute, ruleset};
+use keelson_proxy::{Config, Syncer, compute, ruleset};
 use serde_json::json;
 
 fn main() {
@@ -59,12 +59,36 @@ fn main() {
         Ok(()) => {
             let apply_s = started.elapsed().as_secs_f64();
             println!("nft -f (one transaction): {apply_s:.3}s");
+            // One endpoint changes: compute, diff and apply only the difference.
+            let mut syncer = Syncer::new(std::sync::Arc::new(Nft::default()));
+            let _ = syncer.sync(&rs);
             let started = Instant::now();
             let again = Nft::default().apply(&text);
             println!(
                 "re-apply (delete + recreate): {:.3}s {again:?}",
                 started.elapsed().as_secs_f64()
             );
+            for k in 0..5u32 {
+                let i = (k * 7919) % services;
+                if let Some(ep) = slices[i as usize].endpoints.first_mut() {
+                    ep.addresses = vec![format!("10.99.{}.{}", k / 250, k % 250 + 1)];
+                }
+                let started = Instant::now();
+                let next = compute(&cfg, &svcs, &slices, &[]);
+                let computed = started.elapsed().as_secs_f64();
+                let d0 = Instant::now();
+                let text = keelson_proxy::diff::diff(&rs, &next).map(|d| d.render());
+                let diff_s = d0.elapsed().as_secs_f64();
+                println!(
+                    "  diff+render alone {diff_s:.3}s, {} bytes",
+                    text.map_or(0, |t| t.len())
+                );
+                let applied = syncer.sync(&next);
+                println!(
+                    "one endpoint changed: compute {computed:.3}s, compute+diff+apply {:.3}s {applied:?}",
+                    started.elapsed().as_secs_f64()
+                );
+            }
             let _ = Nft::default().apply(&ruleset::cleanup_text(&cfg.table));
         }
         Err(e) => println!("not applied: {e}"),

@@ -3,6 +3,7 @@
 //! [`Config::min_sync_interval`], always from the latest state), and keeps the routes to the
 //! other nodes' pod CIDRs (host-gw).
 
+pub mod diff;
 pub mod model;
 pub mod nft;
 pub mod routes;
@@ -98,10 +99,23 @@ pub async fn batch_loop(
     }
 }
 
-/// Applies the ruleset when its text changed since the last successful apply.
+/// What one [`Syncer::sync`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// The ruleset was already in force.
+    Unchanged,
+    /// Only the difference was applied.
+    Incremental,
+    /// The table was rebuilt whole (first sync, or the difference could not be applied).
+    Full,
+}
+
+/// Keeps the ruleset in force: the first sync rebuilds the table whole, later ones apply only
+/// the difference from the last ruleset applied, and fall back to a whole rebuild when that
+/// fails (the table was changed or deleted behind the proxy's back).
 pub struct Syncer {
     applier: Arc<dyn Applier>,
-    last: Option<String>,
+    last: Option<ruleset::Ruleset>,
 }
 
 impl Syncer {
@@ -112,15 +126,31 @@ impl Syncer {
         }
     }
 
-    /// Applies `rs` unless it is what is already in force; whether it is in force now.
-    pub fn sync(&mut self, rs: &ruleset::Ruleset) -> Result<bool, nft::Error> {
-        let text = rs.render();
-        if self.last.as_deref() == Some(text.as_str()) {
-            return Ok(false);
+    /// Brings `rs` in force; what it took.
+    pub fn sync(&mut self, rs: &ruleset::Ruleset) -> Result<Applied, nft::Error> {
+        if let Some(d) = self.last.as_ref().and_then(|last| diff::diff(last, rs)) {
+            if d.is_empty() {
+                return Ok(Applied::Unchanged);
+            }
+            match self.applier.apply(&d.render()) {
+                Ok(()) => {
+                    self.last = Some(rs.clone());
+                    return Ok(Applied::Incremental);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "service proxy: incremental sync failed; rebuilding the table");
+                }
+            }
         }
-        self.applier.apply(&text)?;
-        self.last = Some(text);
-        Ok(true)
+        self.last = None;
+        self.applier.apply(&rs.render())?;
+        self.last = Some(rs.clone());
+        Ok(Applied::Full)
+    }
+
+    /// Forgets what is in force, so the next sync rebuilds the table whole.
+    pub fn reset(&mut self) {
+        self.last = None;
     }
 }
 
@@ -196,8 +226,12 @@ pub async fn run_with(
         let rs = compute(&cfg, &svcs, &sls, &infos);
         let mut ok = match syncer.sync(&rs) {
             Ok(applied) => {
-                if applied {
-                    tracing::debug!(services = svcs.len(), "service proxy: ruleset applied");
+                if applied != Applied::Unchanged {
+                    tracing::debug!(
+                        services = svcs.len(),
+                        ?applied,
+                        "service proxy: ruleset applied"
+                    );
                 }
                 true
             }

@@ -64,6 +64,11 @@ pub struct ServicePort {
     pub node_port: Option<u16>,
     /// LoadBalancer ingress IPs and `spec.externalIPs`: traffic to them is external.
     pub external_ips: Vec<Ipv4Addr>,
+    /// The LoadBalancer ingress IPs alone (a subset of `external_ips`).
+    pub lb_ips: Vec<Ipv4Addr>,
+    /// `spec.loadBalancerSourceRanges` (IPv4 CIDRs): when set, traffic to `lb_ips` from any
+    /// other source is dropped.
+    pub source_ranges: Vec<String>,
     /// `externalTrafficPolicy: Local`.
     pub external_local: bool,
     /// `internalTrafficPolicy: Local`.
@@ -104,6 +109,22 @@ pub const DEFAULT_AFFINITY_TIMEOUT: u32 = 10800;
 
 fn ipv4(s: &str) -> Option<Ipv4Addr> {
     s.parse().ok()
+}
+
+/// An IPv4 CIDR (`a.b.c.d/n`, or a bare address as `/32`) in its canonical form; `None` for
+/// anything else (IPv6 ranges are not this proxy's).
+fn ipv4_cidr(s: &str) -> Option<String> {
+    let (ip, len) = match s.split_once('/') {
+        Some((ip, len)) => (ip, len.parse::<u8>().ok().filter(|l| *l <= 32)?),
+        None => (s, 32),
+    };
+    let ip: Ipv4Addr = ip.parse().ok()?;
+    let mask = if len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(len))
+    };
+    Some(format!("{}/{len}", Ipv4Addr::from(u32::from(ip) & mask)))
 }
 
 /// The Service ports the proxy handles: every port of every Service with an IPv4 ClusterIP
@@ -150,8 +171,10 @@ pub fn service_ports(services: &[Service], slices: &[EndpointSlice]) -> Vec<Serv
             .flatten()
             .filter_map(|s| ipv4(s))
             .collect();
+        let mut lb_ips: Vec<Ipv4Addr> = Vec::new();
+        let mut source_ranges: Vec<String> = Vec::new();
         if spec.type_.as_deref() == Some("LoadBalancer") {
-            external_ips.extend(
+            lb_ips.extend(
                 svc.status
                     .as_ref()
                     .and_then(|s| s.load_balancer.as_ref())
@@ -161,6 +184,17 @@ pub fn service_ports(services: &[Service], slices: &[EndpointSlice]) -> Vec<Serv
                     .filter(|i| i.ip_mode.as_deref() != Some("Proxy"))
                     .filter_map(|i| i.ip.as_deref().and_then(ipv4)),
             );
+            lb_ips.sort();
+            lb_ips.dedup();
+            external_ips.extend(lb_ips.iter().copied());
+            source_ranges = spec
+                .load_balancer_source_ranges
+                .iter()
+                .flatten()
+                .filter_map(|r| ipv4_cidr(r.trim()))
+                .collect();
+            source_ranges.sort();
+            source_ranges.dedup();
         }
         external_ips.sort();
         external_ips.dedup();
@@ -226,6 +260,8 @@ pub fn service_ports(services: &[Service], slices: &[EndpointSlice]) -> Vec<Serv
                     .and_then(|n| u16::try_from(n).ok())
                     .filter(|n| *n > 0),
                 external_ips: external_ips.clone(),
+                lb_ips: lb_ips.clone(),
+                source_ranges: source_ranges.clone(),
                 external_local: spec.external_traffic_policy.as_deref() == Some("Local"),
                 internal_local: spec.internal_traffic_policy.as_deref() == Some("Local"),
                 affinity_timeout,

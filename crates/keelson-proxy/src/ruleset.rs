@@ -56,6 +56,17 @@ pub struct Ruleset {
     pub chains: Vec<Chain>,
 }
 
+impl Set {
+    /// `map` when its type maps keys to values, else `set`.
+    pub fn kind(&self) -> &'static str {
+        if self.spec.iter().any(|l| l.contains(" : ")) {
+            "map"
+        } else {
+            "set"
+        }
+    }
+}
+
 impl Ruleset {
     /// The `nft -f` text: creates the table (so deleting it cannot fail), deletes it, and
     /// writes it anew; nft applies the file as one transaction.
@@ -63,12 +74,7 @@ impl Ruleset {
         let mut s = cleanup_text(&self.table);
         let _ = writeln!(s, "table ip {} {{", self.table);
         for set in &self.sets {
-            let kind = if set.spec.iter().any(|l| l.contains(" : ")) {
-                "map"
-            } else {
-                "set"
-            };
-            let _ = writeln!(s, "\t{kind} {} {{", set.name);
+            let _ = writeln!(s, "\t{} {} {{", set.kind(), set.name);
             for l in &set.spec {
                 let _ = writeln!(s, "\t\t{l}");
             }
@@ -124,8 +130,12 @@ fn endpoint_chain(sp: &ServicePort, ep: &Endpoint) -> String {
     format!("endpoint-{}-{key}", hash8(&key))
 }
 
+/// The affinity set of an endpoint; its timeout is part of the hashed name, so a new timeout
+/// makes a new set (a set's timeout cannot change in place).
 fn affinity_set(sp: &ServicePort, ep: &Endpoint) -> String {
-    format!("affinity-{}", hash8(&endpoint_key(sp, ep)))
+    let key = endpoint_key(sp, ep);
+    let timeout = sp.affinity_timeout.unwrap_or_default();
+    format!("affinity-{}", hash8(&format!("{key}/{timeout}")))
 }
 
 fn chain_name(prefix: &str, sp: &ServicePort) -> String {
@@ -168,6 +178,27 @@ fn external_rules(sp: &ServicePort, cluster: &str, local: Option<String>) -> Vec
     ]
 }
 
+/// The rules choosing one of `eps` evenly at random: rule `i` takes endpoint `i` with
+/// probability 1/(n-i), so each ends up with 1/n, and the last one is unconditional.
+///
+/// Not `numgen random mod n vmap { ... }`: each such rule creates an anonymous set, and the
+/// kernel's cost of adding a set grows with the number already in the table (14.5 s of system
+/// time for 4,000 Services × 5 endpoints, against 1.4 s with these rules).
+fn pick_one(sp: &ServicePort, eps: &[&Endpoint]) -> Vec<String> {
+    let n = eps.len();
+    eps.iter()
+        .enumerate()
+        .map(|(i, ep)| {
+            let chain = endpoint_chain(sp, ep);
+            if i + 1 == n {
+                format!("goto {chain}")
+            } else {
+                format!("numgen random mod {} 0 goto {chain}", n - i)
+            }
+        })
+        .collect()
+}
+
 /// Computes the ruleset for `ports` on `node`.
 pub fn build(node: &NodeView, ports: &[ServicePort]) -> Ruleset {
     let mut rs = Ruleset {
@@ -178,6 +209,8 @@ pub fn build(node: &NodeView, ports: &[ServicePort]) -> Ruleset {
     let mut nodeports = Vec::new();
     let mut no_endpoint_ips = Vec::new();
     let mut no_endpoint_nodeports = Vec::new();
+    let mut firewall_ips = Vec::new();
+    let mut firewall_chains = Vec::new();
     let mut service_chains = Vec::new();
     let mut endpoint_chains = Vec::new();
     let mut affinity_sets = Vec::new();
@@ -191,6 +224,22 @@ pub fn build(node: &NodeView, ports: &[ServicePort]) -> Ruleset {
             .filter(|e| e.node.as_deref() == Some(node.name.as_str()))
             .collect();
         let proto = sp.protocol.nft();
+        // loadBalancerSourceRanges: traffic to the load balancer's IPs from elsewhere is
+        // dropped before any DNAT (the node itself may always reach them).
+        if !sp.source_ranges.is_empty() && !sp.lb_ips.is_empty() {
+            let fw = chain_name("firewall", sp);
+            firewall_chains.push(Chain {
+                name: fw.clone(),
+                hook: None,
+                rules: vec![
+                    "fib saddr type local return".into(),
+                    format!("ip saddr != {{ {} }} drop", sp.source_ranges.join(", ")),
+                ],
+            });
+            for ip in &sp.lb_ips {
+                firewall_ips.push(format!("{} : goto {fw}", ip_key(*ip, sp)));
+            }
+        }
         if all.is_empty() {
             // Nothing to send to: refuse at once, as upstream does.
             for ip in sp.cluster_ip.iter().chain(&sp.external_ips) {
@@ -219,16 +268,7 @@ pub fn build(node: &NodeView, ports: &[ServicePort]) -> Ruleset {
                     ));
                 }
             }
-            let targets: Vec<String> = eps
-                .iter()
-                .enumerate()
-                .map(|(i, ep)| format!("{i} : goto {}", endpoint_chain(sp, ep)))
-                .collect();
-            rules.push(format!(
-                "numgen random mod {} vmap {{ {} }}",
-                eps.len(),
-                targets.join(", ")
-            ));
+            rules.extend(pick_one(sp, eps));
             service_chains.push(Chain {
                 name: name.clone(),
                 hook: None,
@@ -349,12 +389,24 @@ pub fn build(node: &NodeView, ports: &[ServicePort]) -> Ruleset {
         "inet_proto . inet_service",
         no_endpoint_nodeports,
     ));
+    rs.sets
+        .push(verdict("firewall-ips", ip_key_type, firewall_ips));
     rs.sets.extend(affinity_sets);
 
     let check_ips = "ct state new ip daddr . meta l4proto . th dport vmap @no-endpoint-services";
     let check_nodeports =
         "ct state new fib daddr type local meta l4proto . th dport vmap @no-endpoint-nodeports";
     rs.chains.extend([
+        base(
+            "filter-prerouting",
+            "type filter hook prerouting priority dstnat - 10",
+            &["jump firewall-check"],
+        ),
+        base(
+            "filter-output-firewall",
+            "type filter hook output priority -110",
+            &["jump firewall-check"],
+        ),
         base(
             "nat-prerouting",
             "type nat hook prerouting priority dstnat",
@@ -386,6 +438,11 @@ pub fn build(node: &NodeView, ports: &[ServicePort]) -> Ruleset {
             &[check_ips, check_nodeports],
         ),
     ]);
+    rs.chains.push(Chain {
+        name: "firewall-check".into(),
+        hook: None,
+        rules: vec!["ip daddr . meta l4proto . th dport vmap @firewall-ips".into()],
+    });
     rs.chains.push(Chain {
         name: "services".into(),
         hook: None,
@@ -421,6 +478,7 @@ pub fn build(node: &NodeView, ports: &[ServicePort]) -> Ruleset {
         hook: None,
         rules: vec!["reject".into()],
     });
+    rs.chains.extend(firewall_chains);
     rs.chains.extend(service_chains);
     rs.chains.extend(endpoint_chains);
     rs

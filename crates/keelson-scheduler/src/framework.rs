@@ -8,7 +8,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Node, Pod};
 
 use crate::resources::{self, Resources};
-use crate::terms::AffinityTerms;
+use crate::terms::{AffinityTerms, PodMatcher, Selector, Term};
 
 /// How a plugin judged a pod (upstream's status codes, the ones this scheduler uses).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,6 +107,16 @@ impl PodInfo {
     /// `namespace/name`.
     pub fn key(&self) -> String {
         pod_key(&self.pod)
+    }
+
+    /// Whether the pod is being deleted.
+    pub fn is_terminating(&self) -> bool {
+        self.pod.metadata.deletion_timestamp.is_some()
+    }
+
+    /// Whether a matcher counts this pod.
+    pub fn matched_by(&self, m: &PodMatcher) -> bool {
+        m.matches(self.namespace(), self.labels(), self.is_terminating())
     }
 }
 
@@ -269,7 +279,73 @@ impl CycleState {
     }
 }
 
+/// Counts per topology value (or per node name); values counting nothing are left out.
+pub type CountMap = Arc<HashMap<String, i64>>;
+
+/// The kinds of pod affinity terms existing pods hold that the incoming pod is judged by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TermKind {
+    RequiredAffinity,
+    RequiredAntiAffinity,
+    PreferredAffinity,
+    PreferredAntiAffinity,
+}
+
+impl TermKind {
+    pub const ALL: [TermKind; 4] = [
+        TermKind::RequiredAffinity,
+        TermKind::RequiredAntiAffinity,
+        TermKind::PreferredAffinity,
+        TermKind::PreferredAntiAffinity,
+    ];
+
+    /// The terms of this kind a pod holds, with their weights (0 for required terms).
+    pub fn of(self, terms: &AffinityTerms) -> Vec<(&Term, i64)> {
+        match self {
+            TermKind::RequiredAffinity => terms.required_affinity.iter().map(|t| (t, 0)).collect(),
+            TermKind::RequiredAntiAffinity => terms
+                .required_anti_affinity
+                .iter()
+                .map(|t| (t, 0))
+                .collect(),
+            TermKind::PreferredAffinity => terms
+                .preferred_affinity
+                .iter()
+                .map(|(t, w)| (t, *w))
+                .collect(),
+            TermKind::PreferredAntiAffinity => terms
+                .preferred_anti_affinity
+                .iter()
+                .map(|(t, w)| (t, *w))
+                .collect(),
+        }
+    }
+}
+
+/// One distinct term existing pods hold: how many of them hold it, per value of the term's
+/// topology key (over the nodes that have the key).
+#[derive(Clone, Debug)]
+pub struct ExistingTerm {
+    pub topology_key: String,
+    pub weight: i64,
+    pub counts: CountMap,
+}
+
+/// Whether the labels have every key.
+pub fn has_keys(labels: &BTreeMap<String, String>, keys: &[String]) -> bool {
+    keys.iter().all(|k| labels.contains_key(k))
+}
+
+/// The pods on one node a matcher counts.
+pub fn count_on(m: &PodMatcher, node: &NodeInfo) -> i64 {
+    node.pods.values().filter(|p| p.matched_by(m)).count() as i64
+}
+
 /// Every node of the cluster as a cycle sees it, for plugins that look beyond one node.
+///
+/// The counting methods have plain implementations that walk every node; the scheduler's
+/// [`crate::cache::Cache`] keeps the same counts current as pods and nodes change, so a
+/// cycle reads them instead of walking the cluster.
 pub trait ClusterNodes: Sync {
     /// The nodes that exist.
     fn all_nodes(&self) -> Vec<&NodeInfo>;
@@ -278,6 +354,94 @@ pub trait ClusterNodes: Sync {
     fn num_pods_with_affinity(&self) -> usize;
     /// How many pods in the cluster have required pod anti-affinity terms.
     fn num_pods_with_required_anti_affinity(&self) -> usize;
+
+    /// The pods `m` matches on each node (by name).
+    fn pods_per_node(&self, m: &PodMatcher) -> CountMap {
+        let mut out = HashMap::new();
+        for n in self.all_nodes() {
+            let c = count_on(m, n);
+            if c > 0 {
+                out.insert(n.name().to_string(), c);
+            }
+        }
+        Arc::new(out)
+    }
+
+    /// The pods `m` matches per value of the node label `key`, over the nodes that have every
+    /// label of `keys` (which holds `key`).
+    fn pods_per_domain(&self, m: &PodMatcher, key: &str, keys: &[String]) -> CountMap {
+        let mut out: HashMap<String, i64> = HashMap::new();
+        for n in self.all_nodes() {
+            let labels = n.labels();
+            let Some(v) = labels.get(key) else {
+                continue;
+            };
+            if !has_keys(labels, keys) {
+                continue;
+            }
+            let c = count_on(m, n);
+            if c > 0 {
+                *out.entry(v.clone()).or_default() += c;
+            }
+        }
+        Arc::new(out)
+    }
+
+    /// The nodes per value of the label `key`, over the nodes that have every label of
+    /// `keys` (which holds `key`).
+    fn domains(&self, key: &str, keys: &[String]) -> Arc<HashMap<String, usize>> {
+        let mut out: HashMap<String, usize> = HashMap::new();
+        for n in self.all_nodes() {
+            let labels = n.labels();
+            if let Some(v) = labels.get(key)
+                && has_keys(labels, keys)
+            {
+                *out.entry(v.clone()).or_default() += 1;
+            }
+        }
+        Arc::new(out)
+    }
+
+    /// The distinct terms of one kind that pods on existing nodes hold and `pod` matches.
+    fn existing_terms(&self, kind: TermKind, pod: &PodInfo) -> Vec<ExistingTerm> {
+        let mut out: Vec<(Term, i64, HashMap<String, i64>)> = Vec::new();
+        for n in self.all_nodes() {
+            for p in n.pods.values() {
+                let Some(terms) = p.affinity.as_deref() else {
+                    continue;
+                };
+                for (t, w) in kind.of(terms) {
+                    if !t.matches(pod.namespace(), pod.labels()) {
+                        continue;
+                    }
+                    let i = match out.iter().position(|(ot, ow, _)| ot == t && *ow == w) {
+                        Some(i) => i,
+                        None => {
+                            out.push((t.clone(), w, HashMap::new()));
+                            out.len() - 1
+                        }
+                    };
+                    if let Some(v) = n.labels().get(&t.topology_key) {
+                        *out[i].2.entry(v.clone()).or_default() += 1;
+                    }
+                }
+            }
+        }
+        out.into_iter()
+            .map(|(term, weight, counts)| ExistingTerm {
+                topology_key: term.topology_key,
+                weight,
+                counts: Arc::new(counts),
+            })
+            .collect()
+    }
+
+    /// The selector upstream's `DefaultSelector` builds for a pod from the Services,
+    /// ReplicationControllers, ReplicaSets and StatefulSets selecting it (system default
+    /// spreading); `None` when nothing selects it or nothing is known of them.
+    fn default_spread_selector(&self, _pod: &PodInfo) -> Option<Selector> {
+        None
+    }
 }
 
 /// A Filter plugin whose verdict depends on other nodes' pods (InterPodAffinity,

@@ -7,6 +7,7 @@
 //! write the PodScheduled condition and a FailedScheduling event.
 
 pub mod cache;
+pub mod config;
 pub mod framework;
 pub mod plugins;
 pub mod preemption;
@@ -15,6 +16,7 @@ pub mod resources;
 pub mod schedule;
 mod scheduler;
 pub mod terms;
+pub mod workloads;
 mod writer;
 
 /// The scheduler name pods ask for by default (`spec.schedulerName`).
@@ -22,7 +24,10 @@ pub const DEFAULT_SCHEDULER_NAME: &str = "default-scheduler";
 
 /// How the scheduler is configured.
 #[derive(Clone, Debug, Default)]
-pub struct Options {}
+pub struct Options {
+    /// The profiles (`--config`; default: one profile, `default-scheduler`).
+    pub config: config::Configuration,
+}
 
 /// Schedules pods until the process ends.
 pub async fn run(client: kube::Client, options: Options) -> anyhow::Result<()> {

@@ -21,11 +21,19 @@ pub struct FitError {
 /// How many feasible nodes a cycle looks for before it stops filtering (upstream's adaptive
 /// `percentageOfNodesToScore`).
 pub fn num_feasible_nodes_to_find(num_all_nodes: usize) -> usize {
+    num_feasible_nodes_to_find_at(num_all_nodes, 0)
+}
+
+/// The same with a configured `percentageOfNodesToScore` (0: adaptive), never under 100 nodes.
+pub fn num_feasible_nodes_to_find_at(num_all_nodes: usize, percentage: usize) -> usize {
     const MIN_NODES: usize = 100;
     if num_all_nodes < MIN_NODES {
         return num_all_nodes;
     }
-    let percentage = 50usize.saturating_sub(num_all_nodes / 125).max(5);
+    let percentage = match percentage {
+        0 => 50usize.saturating_sub(num_all_nodes / 125).max(5),
+        p => p.min(100),
+    };
     (num_all_nodes * percentage / 100).max(MIN_NODES)
 }
 
@@ -56,6 +64,17 @@ pub fn schedule(
     cache: &mut Cache,
     pod: &PodInfo,
     ties: &mut TieBreaker,
+) -> Result<String, FitError> {
+    schedule_scoring(fw, cache, pod, ties, 0)
+}
+
+/// [`schedule`] with a profile's `percentageOfNodesToScore` (0: upstream's adaptive share).
+pub fn schedule_scoring(
+    fw: &Framework,
+    cache: &mut Cache,
+    pod: &PodInfo,
+    ties: &mut TieBreaker,
+    percentage_of_nodes_to_score: usize,
 ) -> Result<String, FitError> {
     let n = cache.num_nodes();
     if n == 0 {
@@ -88,7 +107,7 @@ pub fn schedule(
         );
         return Err(err);
     }
-    let want = num_feasible_nodes_to_find(n);
+    let want = num_feasible_nodes_to_find_at(n, percentage_of_nodes_to_score);
     let start = cache.next_start % n;
     let mut feasible: Vec<&str> = Vec::new();
     let mut failed: Vec<(String, Status)> = Vec::new();
@@ -326,5 +345,10 @@ mod tests {
         ] {
             assert_eq!(num_feasible_nodes_to_find(all), want, "{all}");
         }
+        // A configured percentage, never under 100 nodes.
+        assert_eq!(num_feasible_nodes_to_find_at(5000, 10), 500);
+        assert_eq!(num_feasible_nodes_to_find_at(5000, 100), 5000);
+        assert_eq!(num_feasible_nodes_to_find_at(500, 1), 100);
+        assert_eq!(num_feasible_nodes_to_find_at(50, 1), 50);
     }
 }

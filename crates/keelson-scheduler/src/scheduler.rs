@@ -1,7 +1,7 @@
 //! The scheduling loop: feeds watch events into the cache and the queue, runs cycles, and
 //! hands binds and failure reports to bounded background tasks.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,7 @@ use tokio::sync::{Semaphore, mpsc};
 use crate::cache::{Cache, key};
 use crate::framework::{Framework, PodInfo};
 use crate::queue::Queue;
-use crate::schedule::{TieBreaker, schedule};
+use crate::schedule::{TieBreaker, schedule_scoring};
 use crate::{DEFAULT_SCHEDULER_NAME, Options, plugins, writer};
 
 /// How many API writes (binds, status updates, events) may be in flight at once.
@@ -37,9 +37,17 @@ struct Bound {
     ok: bool,
 }
 
+/// One profile: its framework, and whether DefaultPreemption runs after a pod fits nowhere.
+struct ProfileFramework {
+    framework: Framework,
+    preemption: bool,
+    percentage_of_nodes_to_score: usize,
+}
+
 pub struct Scheduler {
     client: kube::Client,
-    framework: Framework,
+    /// The profiles by scheduler name; a pod is ours when its `spec.schedulerName` names one.
+    profiles: HashMap<String, ProfileFramework>,
     volumes: plugins::volume_binding::VolumeListers,
     cache: Cache,
     queue: Queue,
@@ -71,22 +79,37 @@ fn node_name(pod: &Pod) -> Option<&str> {
         .filter(|n| !n.is_empty())
 }
 
-fn is_ours(pod: &Pod) -> bool {
-    matches!(
-        pod.spec.as_ref().and_then(|s| s.scheduler_name.as_deref()),
-        None | Some("") | Some(DEFAULT_SCHEDULER_NAME)
-    )
+/// The scheduler a pod asks for (`default-scheduler` when it names none).
+fn scheduler_name(pod: &Pod) -> &str {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.scheduler_name.as_deref())
+        .filter(|n| !n.is_empty())
+        .unwrap_or(DEFAULT_SCHEDULER_NAME)
 }
 
 impl Scheduler {
-    pub fn new(client: kube::Client, _options: Options) -> Scheduler {
+    pub fn new(client: kube::Client, options: Options) -> Scheduler {
         let (bound_tx, bound_rx) = mpsc::unbounded_channel();
         let volumes = plugins::volume_binding::VolumeListers::default();
+        let profiles = options
+            .config
+            .profiles
+            .iter()
+            .map(|p| {
+                let profile = ProfileFramework {
+                    framework: p.framework(volumes.clone()),
+                    preemption: p.preemption(),
+                    percentage_of_nodes_to_score: p.percentage_of_nodes_to_score(),
+                };
+                (p.scheduler_name.clone(), profile)
+            })
+            .collect();
         Scheduler {
             client,
-            framework: plugins::framework_with(volumes.clone()),
+            profiles,
             volumes,
-            cache: Cache::default(),
+            cache: Cache::with_workloads(crate::workloads::WorkloadListers::default()),
             queue: Queue::default(),
             ties: TieBreaker::default(),
             writes: Arc::new(Semaphore::new(MAX_WRITES)),
@@ -114,7 +137,15 @@ impl Scheduler {
         .default_backoff()
         .map(|e| Input::Node(Box::new(e)));
         let volumes = self.volumes.changes(&self.client).map(|()| Input::Volumes);
-        stream::select(stream::select(pods, nodes), volumes)
+        // Fills the listers system default spreading reads; yields nothing.
+        let workloads = self
+            .cache
+            .workload_changes(&self.client)
+            .map(|()| Input::Volumes);
+        stream::select(
+            stream::select(pods, nodes),
+            stream::select(volumes, workloads),
+        )
     }
 
     /// Runs until the process ends.
@@ -220,7 +251,10 @@ impl Scheduler {
             // The bind is in flight; this event predates it.
             return;
         }
-        if is_terminal(&pod) || pod.metadata.deletion_timestamp.is_some() || !is_ours(&pod) {
+        if is_terminal(&pod)
+            || pod.metadata.deletion_timestamp.is_some()
+            || !self.profiles.contains_key(scheduler_name(&pod))
+        {
             self.queue.delete(&k);
             return;
         }
@@ -282,12 +316,31 @@ impl Scheduler {
     fn schedule_one(&mut self, pod: Arc<Pod>, now: Instant) {
         let info = PodInfo::new(pod.clone());
         let k = info.key();
-        match schedule(&self.framework, &mut self.cache, &info, &mut self.ties) {
+        let profile_name = scheduler_name(&pod).to_string();
+        let Some(profile) = self.profiles.get(&profile_name) else {
+            // Only pods of our profiles are queued.
+            return;
+        };
+        match schedule_scoring(
+            &profile.framework,
+            &mut self.cache,
+            &info,
+            &mut self.ties,
+            profile.percentage_of_nodes_to_score,
+        ) {
             Ok(node) => {
                 self.cache.assume(info, &node);
-                self.spawn_bind(k, pod, node);
+                self.spawn_bind(k, pod, node, profile_name);
             }
-            Err(fit) => {
+            Err(mut fit) => {
+                if !profile.preemption {
+                    // The profile has no PostFilter: no preemption, and no `preemption:` part
+                    // in the message, as upstream.
+                    fit.nominated = None;
+                    if let Some(at) = fit.message.find(" preemption: ") {
+                        fit.message.truncate(at);
+                    }
+                }
                 tracing::debug!(pod = %k, message = %fit.message, "unschedulable");
                 self.queue.unschedulable(&k, now);
                 let spreads = pod
@@ -296,14 +349,15 @@ impl Scheduler {
                     .is_some_and(|s| s.topology_spread_constraints.is_some());
                 self.waiting_for_pods |= info.affinity.is_some() || spreads;
                 if let Some(candidate) = fit.nominated {
-                    self.spawn_preemption(pod.clone(), candidate);
+                    self.spawn_preemption(pod.clone(), candidate, profile_name.clone());
                 }
-                self.spawn_failure(pod, fit.message);
+                self.spawn_failure(pod, fit.message, profile_name);
             }
         }
     }
 
-    fn spawn_bind(&self, key: String, pod: Arc<Pod>, node: String) {
+    /// Binds the pod; `profile` (its scheduler name) reports the Scheduled event.
+    fn spawn_bind(&self, key: String, pod: Arc<Pod>, node: String, profile: String) {
         let client = self.client.clone();
         let writes = self.writes.clone();
         let tx = self.bound_tx.clone();
@@ -333,8 +387,16 @@ impl Scheduler {
             });
             if ok {
                 let message = format!("Successfully assigned {key} to {node}");
-                if let Err(e) =
-                    writer::event(client, pod, "Normal", "Scheduled", "Binding", message).await
+                if let Err(e) = writer::event(
+                    client,
+                    pod,
+                    &profile,
+                    "Normal",
+                    "Scheduled",
+                    "Binding",
+                    message,
+                )
+                .await
                 {
                     tracing::warn!(error = %e, "recording event");
                 }
@@ -344,7 +406,12 @@ impl Scheduler {
 
     /// Nominates the node for the preemptor and evicts the victims there (DefaultPreemption);
     /// their deletions bring the preemptor back to the active queue.
-    fn spawn_preemption(&self, pod: Arc<Pod>, candidate: crate::preemption::Candidate) {
+    fn spawn_preemption(
+        &self,
+        pod: Arc<Pod>,
+        candidate: crate::preemption::Candidate,
+        profile: String,
+    ) {
         let client = self.client.clone();
         let writes = self.writes.clone();
         tokio::spawn(async move {
@@ -356,14 +423,16 @@ impl Scheduler {
                 tracing::warn!(error = %e, "nominating node");
             }
             for victim in candidate.victims {
-                if let Err(e) = writer::evict(client.clone(), victim.pod, &pod, &node).await {
+                if let Err(e) =
+                    writer::evict(client.clone(), victim.pod, &pod, &node, &profile).await
+                {
                     tracing::warn!(error = %e, "preempting");
                 }
             }
         });
     }
 
-    fn spawn_failure(&self, pod: Arc<Pod>, message: String) {
+    fn spawn_failure(&self, pod: Arc<Pod>, message: String, profile: String) {
         let client = self.client.clone();
         let writes = self.writes.clone();
         tokio::spawn(async move {
@@ -376,6 +445,7 @@ impl Scheduler {
             if let Err(e) = writer::event(
                 client,
                 pod,
+                &profile,
                 "Warning",
                 "FailedScheduling",
                 "Scheduling",

@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::{Pod, PodAffinityTerm, WeightedPodAffinityTerm};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 /// The operator of one label requirement.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Op {
     In,
     NotIn,
@@ -16,7 +16,7 @@ enum Op {
 }
 
 /// One label requirement.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Requirement {
     key: String,
     op: Op,
@@ -37,7 +37,7 @@ impl Requirement {
 
 /// A parsed `metav1.LabelSelector`: a missing or invalid selector matches nothing, an empty
 /// one everything (as upstream's `LabelSelectorAsSelector`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Selector {
     /// `None`: matches nothing.
     requirements: Option<Vec<Requirement>>,
@@ -91,10 +91,15 @@ impl Selector {
             .as_ref()
             .is_some_and(|reqs| reqs.iter().all(|r| r.matches(labels)))
     }
+
+    /// Whether the selector has no requirements (it then matches everything).
+    pub fn is_empty(&self) -> bool {
+        self.requirements.as_ref().is_some_and(|r| r.is_empty())
+    }
 }
 
 /// Which namespaces a term looks at.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Namespaces {
     /// An empty `namespaceSelector`: every namespace.
     All,
@@ -103,7 +108,7 @@ pub enum Namespaces {
 }
 
 /// One pod affinity term, its namespaces resolved against the pod that owns it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Term {
     pub namespaces: Namespaces,
     pub selector: Selector,
@@ -135,11 +140,49 @@ impl Term {
 
     /// Whether a pod (its namespace and labels) matches this term.
     pub fn matches(&self, namespace: &str, labels: &BTreeMap<String, String>) -> bool {
-        let ns_ok = match &self.namespaces {
+        self.namespaces.contains(namespace) && self.selector.matches(labels)
+    }
+}
+
+impl Namespaces {
+    pub fn contains(&self, namespace: &str) -> bool {
+        match self {
             Namespaces::All => true,
             Namespaces::Listed(l) => l.iter().any(|n| n == namespace),
-        };
-        ns_ok && self.selector.matches(labels)
+        }
+    }
+}
+
+/// Which pods a count covers: those matching every (namespaces, selector) pair, optionally
+/// leaving out pods being deleted. The cache keeps counts per matcher across cycles.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PodMatcher {
+    pub terms: Vec<(Namespaces, Selector)>,
+    /// Leave out pods with a deletionTimestamp (PodTopologySpread counts only live pods).
+    pub skip_terminating: bool,
+}
+
+impl PodMatcher {
+    /// The pods one term matches.
+    pub fn of_term(term: &Term) -> PodMatcher {
+        PodMatcher {
+            terms: vec![(term.namespaces.clone(), term.selector.clone())],
+            skip_terminating: false,
+        }
+    }
+
+    /// Whether a pod (its namespace, labels and whether it is being deleted) matches.
+    pub fn matches(
+        &self,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+        terminating: bool,
+    ) -> bool {
+        !(self.skip_terminating && terminating)
+            && self
+                .terms
+                .iter()
+                .all(|(ns, sel)| ns.contains(namespace) && sel.matches(labels))
     }
 }
 

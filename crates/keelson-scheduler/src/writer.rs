@@ -9,8 +9,6 @@ use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::json;
 
-use crate::DEFAULT_SCHEDULER_NAME;
-
 /// Errors of the scheduler's writes.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -130,6 +128,7 @@ pub async fn evict(
     victim: Arc<Pod>,
     preemptor: &Pod,
     node: &str,
+    reporter: &str,
 ) -> Result<()> {
     let (ns, name) = ns_name(&victim);
     let api = Api::<Pod>::namespaced(client.clone(), &ns);
@@ -137,7 +136,7 @@ pub async fn evict(
         "type": "DisruptionTarget",
         "status": "True",
         "reason": "PreemptionByScheduler",
-        "message": format!("{DEFAULT_SCHEDULER_NAME}: preempting to accommodate a higher priority pod"),
+        "message": format!("{reporter}: preempting to accommodate a higher priority pod"),
         "lastTransitionTime": now(),
     }]}});
     if let Err(e) = api
@@ -150,7 +149,16 @@ pub async fn evict(
         "Preempted by pod {} on node {node}",
         preemptor.metadata.uid.as_deref().unwrap_or("")
     );
-    event(client, victim, "Normal", "Preempted", "Preempting", message).await?;
+    event(
+        client,
+        victim,
+        reporter,
+        "Normal",
+        "Preempted",
+        "Preempting",
+        message,
+    )
+    .await?;
     match api.delete(&name, &Default::default()).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
@@ -165,11 +173,23 @@ fn now() -> Time {
     Time(Timestamp::now())
 }
 
-/// Records a core/v1 Event about `pod` from the default scheduler, as `kubectl describe pod`
-/// shows it.
+/// The instance upstream's event recorder names: the component and the host it runs on
+/// (`default-scheduler-<hostname>`), which `kubectl get events -o wide` shows as the source;
+/// `component` is the profile's schedulerName.
+fn reporting_instance(component: &str) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    match host.trim() {
+        "" => component.to_string(),
+        h => format!("{component}-{h}"),
+    }
+}
+
+/// Records a core/v1 Event about `pod` from the scheduler profile `reporter` (its
+/// schedulerName, the event's source), as `kubectl describe pod` shows it.
 pub async fn event(
     client: kube::Client,
     pod: Arc<Pod>,
+    reporter: &str,
     type_: &str,
     reason: &str,
     action: &str,
@@ -197,11 +217,11 @@ pub async fn event(
         type_: Some(type_.into()),
         action: Some(action.into()),
         source: Some(EventSource {
-            component: Some(DEFAULT_SCHEDULER_NAME.into()),
+            component: Some(reporter.into()),
             host: None,
         }),
-        reporting_component: Some(DEFAULT_SCHEDULER_NAME.into()),
-        reporting_instance: Some(DEFAULT_SCHEDULER_NAME.into()),
+        reporting_component: Some(reporter.into()),
+        reporting_instance: Some(reporting_instance(reporter)),
         first_timestamp: Some(Time(stamp)),
         last_timestamp: Some(Time(stamp)),
         count: Some(1),

@@ -29,3 +29,23 @@ pub async fn with_server(path: &Path, server: Option<&str>) -> anyhow::Result<ku
     }
     kube::Client::try_from(config).context("building the API client")
 }
+
+/// A client for the cluster `path` describes that keeps at most `max` requests in flight. kube's
+/// client speaks HTTP/1.1, so every concurrent request holds a TLS connection of its own (and
+/// its buffers) in the pool: the controller manager's bursts of pod creations and their Events
+/// opened hundreds. Watches hold a slot only until their response headers arrive.
+pub async fn limited(path: &Path, max: usize) -> anyhow::Result<kube::Client> {
+    let kubeconfig = kube::config::Kubeconfig::read_from(path)
+        .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .with_context(|| format!("loading kubeconfig {}", path.display()))?;
+    let builder =
+        kube::client::ClientBuilder::try_from(config).context("building the API client")?;
+    Ok(builder
+        .with_layer(&tower::limit::ConcurrencyLimitLayer::new(max))
+        .build())
+}

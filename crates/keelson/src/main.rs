@@ -40,6 +40,8 @@ enum Command {
         kubeconfig: PathBuf,
         #[command(flatten)]
         leader: leader::LeaderArgs,
+        #[command(flatten)]
+        pod_gc: server::PodGcArgs,
     },
     /// Run the scheduler alone, against the cluster a kubeconfig names.
     Scheduler {
@@ -47,6 +49,8 @@ enum Command {
         kubeconfig: PathBuf,
         #[command(flatten)]
         leader: leader::LeaderArgs,
+        #[command(flatten)]
+        config: server::SchedulerConfigArgs,
     },
     /// Simulate nodes (like KWOK) for the cluster a kubeconfig names.
     Sim(keelson_sim::SimArgs),
@@ -81,24 +85,35 @@ fn main() -> anyhow::Result<()> {
         Command::Agent(args) => runtime()?.block_on(up::agent(args)),
         Command::Image(cmd) => image::run(cmd),
         Command::Bench(args) => runtime()?.block_on(keelson_bench::run(args)),
-        Command::ControllerManager { kubeconfig, leader } => runtime()?.block_on(async move {
-            let client = client::from_kubeconfig(&kubeconfig).await?;
+        Command::ControllerManager {
+            kubeconfig,
+            leader,
+            pod_gc,
+        } => runtime()?.block_on(async move {
+            let client = client::limited(&kubeconfig, server::CONTROLLER_MANAGER_IN_FLIGHT).await?;
             let identity = keelson_leader::random_identity();
+            let mut options = keelson_controllers::Options::default();
+            pod_gc.apply(&mut options);
             leader
                 .run(
                     client.clone(),
                     server::CONTROLLER_MANAGER_LEASE,
                     identity,
-                    || keelson_controllers::run(client.clone(), Default::default()),
+                    || keelson_controllers::run(client.clone(), options.clone()),
                 )
                 .await
         }),
-        Command::Scheduler { kubeconfig, leader } => runtime()?.block_on(async move {
+        Command::Scheduler {
+            kubeconfig,
+            leader,
+            config,
+        } => runtime()?.block_on(async move {
             let client = client::from_kubeconfig(&kubeconfig).await?;
             let identity = keelson_leader::random_identity();
+            let options = config.options();
             leader
                 .run(client.clone(), server::SCHEDULER_LEASE, identity, || {
-                    keelson_scheduler::run(client.clone(), Default::default())
+                    keelson_scheduler::run(client.clone(), options.clone())
                 })
                 .await
         }),

@@ -50,6 +50,55 @@ pub struct ServerArgs {
     /// nodes' InternalIPs, as k3s's ServiceLB does).
     #[arg(long)]
     pub service_lb_pool: Option<String>,
+    #[command(flatten)]
+    pub pod_gc: PodGcArgs,
+    #[command(flatten)]
+    pub scheduler: SchedulerConfigArgs,
+}
+
+/// The scheduler's `--config`, shared by `server`/`up` and `scheduler`.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct SchedulerConfigArgs {
+    /// The scheduler's configuration file: a KubeSchedulerConfiguration
+    /// (kubescheduler.config.k8s.io/v1, YAML or JSON) with its profiles, as kube-scheduler's
+    /// flag; read and checked at start-up.
+    #[arg(long = "config", value_name = "FILE", value_parser = parse_scheduler_config)]
+    pub config: Option<keelson_scheduler::config::Configuration>,
+}
+
+impl SchedulerConfigArgs {
+    /// The scheduler's options: the file's profiles, or the default profile.
+    pub fn options(&self) -> keelson_scheduler::Options {
+        keelson_scheduler::Options {
+            config: self.config.clone().unwrap_or_default(),
+        }
+    }
+}
+
+fn parse_scheduler_config(path: &str) -> Result<keelson_scheduler::config::Configuration, String> {
+    keelson_scheduler::config::load(Path::new(path)).map_err(|e| e.to_string())
+}
+
+/// The pod garbage collector's flags, shared by `server`/`up` and `controller-manager`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct PodGcArgs {
+    /// How many terminated pods (Succeeded or Failed) may exist before the pod garbage
+    /// collector deletes the oldest; 0 disables it (as kube-controller-manager's flag).
+    #[arg(long, default_value_t = 12500)]
+    pub terminated_pod_gc_threshold: usize,
+    /// How often the pod garbage collector runs; pods of a deleted node go after twice this
+    /// (for tests; upstream's 20s).
+    #[arg(long, default_value = "20s", value_parser = parse_seconds, hide = true)]
+    pub pod_gc_period: std::time::Duration,
+}
+
+impl PodGcArgs {
+    /// Sets the pod garbage collector's part of the controller manager's options.
+    pub fn apply(&self, options: &mut keelson_controllers::Options) {
+        options.pod_gc.terminated_threshold = self.terminated_pod_gc_threshold;
+        options.pod_gc.period = self.pod_gc_period.max(std::time::Duration::from_secs(1));
+        options.pod_gc.quarantine = options.pod_gc.period * 2;
+    }
 }
 
 /// `40s`, `2m` or plain seconds.
@@ -246,6 +295,8 @@ fn display(p: &Path) -> String {
 /// The Leases the controller manager and the scheduler hold in kube-system (upstream's names).
 pub const CONTROLLER_MANAGER_LEASE: &str = "kube-controller-manager";
 pub const SCHEDULER_LEASE: &str = "kube-scheduler";
+/// How many API requests the controller manager keeps in flight (each is a connection).
+pub const CONTROLLER_MANAGER_IN_FLIGHT: usize = 32;
 
 pub async fn spawn_components(
     args: &ServerArgs,
@@ -257,10 +308,11 @@ pub async fn spawn_components(
         .context("choosing the leader-election identity")?;
     let leader = crate::leader::LeaderArgs::default();
     if !args.disable_controllers {
-        let client = crate::client::from_kubeconfig(kubeconfig).await?;
+        let client = crate::client::limited(kubeconfig, CONTROLLER_MANAGER_IN_FLIGHT).await?;
         let mut options = keelson_controllers::Options::default();
         options.node_lifecycle.grace = args.node_monitor_grace_period;
         options.service_lb_pool = args.service_lb_pool.clone();
+        args.pod_gc.apply(&mut options);
         options.node_lifecycle.period = (args.node_monitor_grace_period / 8).clamp(
             std::time::Duration::from_millis(200),
             std::time::Duration::from_secs(5),
@@ -275,8 +327,9 @@ pub async fn spawn_components(
     }
     if !args.disable_scheduler {
         let client = crate::client::from_kubeconfig(kubeconfig).await?;
+        let options = args.scheduler.options();
         components.spawn(async move {
-            let work = || keelson_scheduler::run(client.clone(), Default::default());
+            let work = || keelson_scheduler::run(client.clone(), options.clone());
             let result = leader
                 .run(client.clone(), SCHEDULER_LEASE, identity, work)
                 .await;

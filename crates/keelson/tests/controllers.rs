@@ -122,6 +122,27 @@ fn replication_controller_heals_and_scales() {
         events.contains("SuccessfulDelete") && events.contains("Deleted pod: mynapp-rc-"),
         "{events}"
     );
+    // From the tenth distinct "Created pod" message on, upstream's recorder folds them into
+    // one Event whose count grows.
+    c.ok(&["scale", "rc", "mynapp-rc", "--replicas=12"]);
+    wait_pods(&c, "default", "app=mynapp", 12);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let combined = loop {
+        let last = c.ok(&["describe", "rc", "mynapp-rc"]);
+        let line = last
+            .lines()
+            .find(|l| l.contains("(combined from similar events): Created pod: mynapp-rc-"))
+            .filter(|l| l.contains("(x"));
+        if let Some(line) = line {
+            break line.to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no combined event:\n{last}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(combined.contains("SuccessfulCreate"), "{combined}");
 }
 
 const RS: &str = "apiVersion: apps/v1

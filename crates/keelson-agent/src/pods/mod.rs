@@ -43,6 +43,9 @@ use self::status::WaitingReasons;
 const RELIST_PERIOD: Duration = Duration::from_secs(1);
 /// How often every pod is looked at even when nothing changed.
 const SWEEP_PERIOD: Duration = Duration::from_secs(2);
+/// The tracing target of the steps of starting a pod, each with the time it took
+/// (`KEELSON_LOG=keelson_agent::podstart=debug` shows them).
+const TIMING: &str = "keelson_agent::podstart";
 
 /// What the pod manager needs to know about its node.
 #[derive(Clone, Debug)]
@@ -139,6 +142,7 @@ impl PodManager {
                 match ev {
                     Ok(pod) => {
                         if let Some(uid) = pod.metadata.uid.as_deref() {
+                            tracing::debug!(target: TIMING, pod = %pod.name_any(), "watch event");
                             m.wake(uid);
                         }
                     }
@@ -410,6 +414,12 @@ impl PodManager {
         }
         let api: Api<Pod> =
             Api::namespaced(self.client.clone(), &pod.namespace().unwrap_or_default());
+        let started = Instant::now();
+        let phase = new
+            .get("phase")
+            .and_then(|p| p.as_str())
+            .unwrap_or_default()
+            .to_string();
         if let Err(e) = api
             .patch_status(
                 &pod.name_any(),
@@ -420,6 +430,7 @@ impl PodManager {
         {
             tracing::debug!(pod = %pod.name_any(), error = %e, "status write failed");
         }
+        tracing::debug!(target: TIMING, pod = %pod.name_any(), %phase, took = ?started.elapsed(), "status written");
     }
 
     fn event(
@@ -495,9 +506,10 @@ impl PodManager {
                     tracing::warn!(dir = %config.log_directory, error = %e, "cannot create log dir");
                 }
                 let started = Instant::now();
+                tracing::debug!(target: TIMING, pod = %pod.name_any(), "RunPodSandbox");
                 match self.runtime.run_pod_sandbox(config).await {
                     Ok(_) => {
-                        tracing::debug!(pod = %pod.name_any(), took = ?started.elapsed(), "sandbox running");
+                        tracing::debug!(target: TIMING, pod = %pod.name_any(), took = ?started.elapsed(), "sandbox running");
                         true
                     }
                     Err(e) => {
@@ -662,12 +674,18 @@ impl PodManager {
             return false;
         };
         let key = backoff_key(uid, name);
+        let begun = Instant::now();
+        let step = |what: &str| {
+            tracing::debug!(target: TIMING, pod = %pod.name_any(), container = name, since = ?begun.elapsed(), "{what}");
+        };
         let Some(volumes) = self.prepare_volumes(pod, uid, rt).await else {
             return false;
         };
+        step("volumes ready");
         let Some(image) = self.ensure_image(pod, uid, c, &key).await else {
             return false;
         };
+        step("image present");
         if let Some(at) = after_exit_ns
             && let Ok(mut st) = self.state.lock()
         {
@@ -680,7 +698,9 @@ impl PodManager {
             return false;
         };
         // runAsNonRoot against the image's user (upstream's verifyRunAsNonRoot).
+        step("environment and mounts ready");
         let image_info = self.runtime.image_status(&image).await.ok().flatten();
+        step("image user checked");
         if let Err(msg) = spec::verify_run_as_non_root(pod, c, image_info.as_ref()) {
             let same = self.state.lock().is_ok_and(|st| {
                 st.errors
@@ -720,6 +740,7 @@ impl PodManager {
                 return false;
             }
         };
+        step("container created");
         self.event(
             pod,
             Some(name),
@@ -739,6 +760,7 @@ impl PodManager {
             self.set_error(uid, name, "RunContainerError", msg);
             return true;
         }
+        step("container started");
         self.event(
             pod,
             Some(name),

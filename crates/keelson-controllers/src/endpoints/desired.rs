@@ -118,7 +118,7 @@ pub fn backends<'a>(svc: &Service, pods: impl IntoIterator<Item = &'a Pod>) -> V
                 .filter(|s| s.subdomain.as_deref() == Some(svc_name))
                 .and_then(|s| s.hostname.clone())
                 .filter(|h| !h.is_empty());
-            let mut resolved: Vec<ResolvedPort> = ports
+            let resolved: Vec<ResolvedPort> = ports
                 .iter()
                 .filter_map(|sp| {
                     Some(ResolvedPort {
@@ -129,7 +129,8 @@ pub fn backends<'a>(svc: &Service, pods: impl IntoIterator<Item = &'a Pod>) -> V
                     })
                 })
                 .collect();
-            resolved.sort();
+            // In the Service's port order (the same for every pod, so equal port sets compare
+            // equal), as upstream's EndpointSlice reconciler lists them.
             Some(Backend {
                 ip,
                 node_name: spec.and_then(|s| s.node_name.clone()),

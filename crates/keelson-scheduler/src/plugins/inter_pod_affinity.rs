@@ -1,17 +1,36 @@
 //! InterPodAffinity: required pod affinity and anti-affinity (Filter), existing pods'
 //! anti-affinity toward the incoming pod, and preferred terms (Score), all by topology domain
-//! (`topologyKey` over node labels). PreFilter and PreScore count matching pods per
-//! (key, value) once per cycle; Filter and Score then only look the node's labels up.
-
-use std::collections::HashMap;
+//! (`topologyKey` over node labels). PreFilter and PreScore take, once per cycle, the pods
+//! matching each term per (key, value) from counts the cache keeps current (upstream's
+//! `affinityCounts`, `antiAffinityCounts`, `existingAntiAffinityCounts`, `topologyScore`);
+//! Filter and Score then only look the node's labels up in them.
 
 use crate::framework::{
-    ClusterFilterPlugin, ClusterNodes, ClusterScorePlugin, CycleState, MAX_NODE_SCORE, NodeInfo,
-    PodInfo, Status,
+    ClusterFilterPlugin, ClusterNodes, ClusterScorePlugin, CountMap, CycleState, MAX_NODE_SCORE,
+    NodeInfo, PodInfo, Status, TermKind,
 };
-use crate::terms::{AffinityTerms, Term};
+use crate::terms::{AffinityTerms, PodMatcher, Term};
 
-pub struct InterPodAffinity;
+/// The plugin, with upstream's `hardPodAffinityWeight` (what an existing pod's required
+/// affinity toward the incoming pod adds to the score of its domain; default 1).
+#[derive(Clone, Copy, Debug)]
+pub struct InterPodAffinity {
+    hard_pod_affinity_weight: i64,
+}
+
+impl Default for InterPodAffinity {
+    fn default() -> Self {
+        InterPodAffinity::new(1)
+    }
+}
+
+impl InterPodAffinity {
+    pub fn new(hard_pod_affinity_weight: i32) -> InterPodAffinity {
+        InterPodAffinity {
+            hard_pod_affinity_weight: i64::from(hard_pod_affinity_weight),
+        }
+    }
+}
 
 const NAME: &str = "InterPodAffinity";
 
@@ -20,76 +39,31 @@ pub const ERR_ANTI_AFFINITY: &str = "node(s) didn't match pod anti-affinity rule
 pub const ERR_EXISTING_ANTI_AFFINITY: &str =
     "node(s) didn't satisfy existing pods anti-affinity rules";
 
-/// Upstream's `hardPodAffinityWeight`: what an existing pod's required affinity toward the
-/// incoming pod adds to the score of its domain.
-const HARD_POD_AFFINITY_WEIGHT: i64 = 1;
+/// Pods per value of one topology key.
+type KeyCounts = (String, CountMap);
 
-/// Counts (or weights) per topology key, then per value.
-#[derive(Debug, Default)]
-struct TopologyCounts(HashMap<String, HashMap<String, i64>>);
+fn get(counts: &CountMap, value: &str) -> i64 {
+    counts.get(value).copied().unwrap_or(0)
+}
 
-impl TopologyCounts {
-    fn add(&mut self, key: &str, node: &NodeInfo, n: i64) {
-        let Some(v) = node.labels().get(key) else {
-            return;
-        };
-        // Allocates only for a key or value not seen before in this cycle.
-        if !self.0.contains_key(key) {
-            self.0.insert(key.to_string(), HashMap::new());
-        }
-        let Some(values) = self.0.get_mut(key) else {
-            return;
-        };
-        match values.get_mut(v.as_str()) {
-            Some(count) => *count += n,
-            None => {
-                values.insert(v.clone(), n);
-            }
-        }
-    }
-
-    fn get(&self, key: &str, value: &str) -> i64 {
-        self.0
-            .get(key)
-            .and_then(|m| m.get(value))
-            .copied()
-            .unwrap_or(0)
-    }
-
-    /// Whether some (key, value) of the node's labels has a positive count.
-    fn any_positive_on(&self, node: &NodeInfo) -> bool {
-        let labels = node.labels();
-        self.0.iter().any(|(k, values)| {
-            labels
-                .get(k)
-                .and_then(|v| values.get(v))
-                .is_some_and(|n| *n > 0)
-        })
-    }
-
-    /// Sum over the node's labels.
-    fn sum_on(&self, node: &NodeInfo) -> i64 {
-        let labels = node.labels();
-        self.0
-            .iter()
-            .filter_map(|(k, values)| labels.get(k).and_then(|v| values.get(v)))
-            .sum()
-    }
-
-    fn is_empty(&self) -> bool {
-        self.0.values().all(|m| m.is_empty())
-    }
+/// Whether some (key, counts) has a positive count for the node's value of the key.
+fn any_positive_on(parts: &[KeyCounts], node: &NodeInfo) -> bool {
+    let labels = node.labels();
+    parts
+        .iter()
+        .any(|(k, counts)| labels.get(k).is_some_and(|v| get(counts, v) > 0))
 }
 
 /// What PreFilter computes for one pod.
 #[derive(Debug, Default)]
 struct PreFilterState {
-    /// Pods matching all the incoming pod's required affinity terms, per domain.
-    affinity_counts: TopologyCounts,
-    /// Pods matching one of the incoming pod's required anti-affinity terms, per domain.
-    anti_affinity_counts: TopologyCounts,
-    /// Existing pods whose required anti-affinity matches the incoming pod, per domain.
-    existing_anti_affinity_counts: TopologyCounts,
+    /// Per required affinity term: pods matching all of them, per domain of the term's key.
+    affinity_counts: Vec<KeyCounts>,
+    /// Per required anti-affinity term: pods matching it, per domain.
+    anti_affinity_counts: Vec<KeyCounts>,
+    /// Per existing term of required anti-affinity matching the incoming pod: its holders,
+    /// per domain.
+    existing_anti_affinity_counts: Vec<KeyCounts>,
     /// The incoming pod matches all its own affinity terms (it may be the first of a group).
     matches_own_affinity: bool,
 }
@@ -103,6 +77,12 @@ fn terms(pod: &PodInfo) -> &AffinityTerms {
     pod.affinity
         .as_deref()
         .unwrap_or_else(|| EMPTY.get_or_init(AffinityTerms::default))
+}
+
+/// Pods a matcher counts per value of `key`, over the nodes that have it.
+fn per_domain(nodes: &dyn ClusterNodes, m: &PodMatcher, key: &str) -> KeyCounts {
+    let keys = [key.to_string()];
+    (key.to_string(), nodes.pods_per_domain(m, key, &keys))
 }
 
 impl ClusterFilterPlugin for InterPodAffinity {
@@ -125,76 +105,75 @@ impl ClusterFilterPlugin for InterPodAffinity {
             matches_own_affinity: own.required_affinity.iter().all(|t| matches(t, pod)),
             ..PreFilterState::default()
         };
-        for node in nodes.all_nodes() {
-            if node.pods_with_required_anti_affinity > 0 {
-                for existing in node.pods.values().filter(|p| p.has_required_anti_affinity) {
-                    for t in &terms(existing).required_anti_affinity {
-                        if matches(t, pod) {
-                            st.existing_anti_affinity_counts
-                                .add(&t.topology_key, node, 1);
-                        }
-                    }
-                }
-            }
-            if !has_own {
-                continue;
-            }
-            for existing in node.pods.values() {
-                if !own.required_affinity.is_empty()
-                    && own.required_affinity.iter().all(|t| matches(t, existing))
-                {
-                    for t in &own.required_affinity {
-                        st.affinity_counts.add(&t.topology_key, node, 1);
-                    }
-                }
-                for t in &own.required_anti_affinity {
-                    if matches(t, existing) {
-                        st.anti_affinity_counts.add(&t.topology_key, node, 1);
-                    }
-                }
-            }
+        if nodes.num_pods_with_required_anti_affinity() > 0 {
+            st.existing_anti_affinity_counts = nodes
+                .existing_terms(TermKind::RequiredAntiAffinity, pod)
+                .into_iter()
+                .map(|e| (e.topology_key, e.counts))
+                .collect();
         }
+        if !own.required_affinity.is_empty() {
+            // A pod counts for affinity when it matches every term.
+            let all = PodMatcher {
+                terms: own
+                    .required_affinity
+                    .iter()
+                    .map(|t| (t.namespaces.clone(), t.selector.clone()))
+                    .collect(),
+                skip_terminating: false,
+            };
+            st.affinity_counts = own
+                .required_affinity
+                .iter()
+                .map(|t| per_domain(nodes, &all, &t.topology_key))
+                .collect();
+        }
+        st.anti_affinity_counts = own
+            .required_anti_affinity
+            .iter()
+            .map(|t| per_domain(nodes, &PodMatcher::of_term(t), &t.topology_key))
+            .collect();
         state.write(NAME, st);
         Status::success()
     }
 
-    fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
+    fn filter(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> Status {
         let Some(st) = state.read::<PreFilterState>(NAME) else {
             return Status::success();
         };
-        let own = terms(pod);
-        if !own.required_affinity.is_empty() {
+        if !st.affinity_counts.is_empty() {
             let labels = node.labels();
             let mut pods_exist = true;
-            for t in &own.required_affinity {
-                match labels.get(&t.topology_key) {
+            for (key, counts) in &st.affinity_counts {
+                match labels.get(key) {
                     None => return Status::unresolvable(ERR_AFFINITY),
                     Some(v) => {
-                        if st.affinity_counts.get(&t.topology_key, v) <= 0 {
+                        if get(counts, v) <= 0 {
                             pods_exist = false;
                         }
                     }
                 }
             }
             // The first pod of a group with affinity to itself may go anywhere.
-            let first_of_group = st.affinity_counts.is_empty() && st.matches_own_affinity;
+            let first_of_group =
+                st.affinity_counts.iter().all(|(_, c)| c.is_empty()) && st.matches_own_affinity;
             if !pods_exist && !first_of_group {
                 return Status::unresolvable(ERR_AFFINITY);
             }
         }
-        if st.anti_affinity_counts.any_positive_on(node) {
+        if any_positive_on(&st.anti_affinity_counts, node) {
             return Status::unschedulable(ERR_ANTI_AFFINITY);
         }
-        if st.existing_anti_affinity_counts.any_positive_on(node) {
+        if any_positive_on(&st.existing_anti_affinity_counts, node) {
             return Status::unschedulable(ERR_EXISTING_ANTI_AFFINITY);
         }
         Status::success()
     }
 }
 
-/// What PreScore computes: the score of each domain.
+/// What PreScore computes: weighted pods per domain, summed over the parts for a node.
 #[derive(Debug, Default)]
-struct PreScoreState(TopologyCounts);
+struct PreScoreState(Vec<(String, i64, CountMap)>);
 
 impl ClusterScorePlugin for InterPodAffinity {
     fn name(&self) -> &'static str {
@@ -214,56 +193,43 @@ impl ClusterScorePlugin for InterPodAffinity {
         if !has_preferred && nodes.num_pods_with_affinity() == 0 {
             return;
         }
-        let mut scores = TopologyCounts::default();
-        for node in nodes.all_nodes() {
-            if !has_preferred && node.pods_with_affinity == 0 {
-                continue;
-            }
-            for existing in node.pods.values() {
-                if !has_preferred && !existing.has_affinity {
-                    continue;
-                }
-                if has_preferred {
-                    for (t, w) in &own.preferred_affinity {
-                        if matches(t, existing) {
-                            scores.add(&t.topology_key, node, *w);
-                        }
-                    }
-                    for (t, w) in &own.preferred_anti_affinity {
-                        if matches(t, existing) {
-                            scores.add(&t.topology_key, node, -*w);
-                        }
-                    }
-                }
-                let Some(theirs) = existing.affinity.as_deref() else {
-                    continue;
-                };
-                for t in &theirs.required_affinity {
-                    if matches(t, pod) {
-                        scores.add(&t.topology_key, node, HARD_POD_AFFINITY_WEIGHT);
-                    }
-                }
-                for (t, w) in &theirs.preferred_affinity {
-                    if matches(t, pod) {
-                        scores.add(&t.topology_key, node, *w);
-                    }
-                }
-                for (t, w) in &theirs.preferred_anti_affinity {
-                    if matches(t, pod) {
-                        scores.add(&t.topology_key, node, -*w);
-                    }
-                }
+        let mut parts = Vec::new();
+        for (sign, list) in [
+            (1, &own.preferred_affinity),
+            (-1, &own.preferred_anti_affinity),
+        ] {
+            for (t, w) in list {
+                let (key, counts) = per_domain(nodes, &PodMatcher::of_term(t), &t.topology_key);
+                parts.push((key, sign * w, counts));
             }
         }
-        if !scores.is_empty() {
-            state.write(NAME, PreScoreState(scores));
+        if nodes.num_pods_with_affinity() > 0 {
+            if self.hard_pod_affinity_weight > 0 {
+                for e in nodes.existing_terms(TermKind::RequiredAffinity, pod) {
+                    parts.push((e.topology_key, self.hard_pod_affinity_weight, e.counts));
+                }
+            }
+            for e in nodes.existing_terms(TermKind::PreferredAffinity, pod) {
+                parts.push((e.topology_key, e.weight, e.counts));
+            }
+            for e in nodes.existing_terms(TermKind::PreferredAntiAffinity, pod) {
+                parts.push((e.topology_key, -e.weight, e.counts));
+            }
+        }
+        parts.retain(|(_, _, counts)| !counts.is_empty());
+        if !parts.is_empty() {
+            state.write(NAME, PreScoreState(parts));
         }
     }
 
     fn score(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> i64 {
-        state
-            .read::<PreScoreState>(NAME)
-            .map_or(0, |st| st.0.sum_on(node))
+        let Some(st) = state.read::<PreScoreState>(NAME) else {
+            return 0;
+        };
+        let labels = node.labels();
+        st.0.iter()
+            .filter_map(|(key, w, counts)| labels.get(key).map(|v| w * get(counts, v)))
+            .sum()
     }
 
     /// Min-max scaling to 0..=100, as upstream.
@@ -275,7 +241,7 @@ impl ClusterScorePlugin for InterPodAffinity {
         let max = scores.iter().copied().max().unwrap_or(0);
         for s in scores.iter_mut() {
             *s = if max > min {
-                MAX_NODE_SCORE * (*s - min) / (max - min)
+                (MAX_NODE_SCORE as f64 * ((*s - min) as f64 / (max - min) as f64)) as i64
             } else {
                 0
             };
@@ -288,6 +254,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
+    use crate::cache::testing::cache_of;
     use crate::plugins::test_util::{Cluster, node, pod};
 
     fn labelled(name: &str, ns: &str, labels: Value, affinity: Value) -> PodInfo {
@@ -319,12 +286,16 @@ mod tests {
     }
 
     /// The Filter reason of each node a, b, c, d ("" for a fit).
-    fn filter_all(c: &Cluster, p: &PodInfo) -> Vec<String> {
+    fn filter_with(nodes: &dyn ClusterNodes, list: &[&NodeInfo], p: &PodInfo) -> Vec<String> {
         let mut state = CycleState::default();
-        assert!(InterPodAffinity.pre_filter(p, c, &mut state).is_success());
-        c.0.iter()
+        assert!(
+            InterPodAffinity::default()
+                .pre_filter(p, nodes, &mut state)
+                .is_success()
+        );
+        list.iter()
             .map(|n| {
-                InterPodAffinity
+                InterPodAffinity::default()
                     .filter(&state, p, n)
                     .reasons
                     .first()
@@ -332,6 +303,51 @@ mod tests {
                     .unwrap_or_default()
             })
             .collect()
+    }
+
+    /// Filter on every node, checked against the cache's kept counts (asked for before the
+    /// pods arrived, and after).
+    fn filter_all(c: &Cluster, p: &PodInfo) -> Vec<String> {
+        let want = filter_with(c, &c.0.iter().collect::<Vec<_>>(), p);
+        for warm in [false, true] {
+            let cache = cache_of(&c.0, |cache| {
+                if warm {
+                    let _ = InterPodAffinity::default().pre_filter(
+                        p,
+                        cache,
+                        &mut CycleState::default(),
+                    );
+                }
+            });
+            let list: Vec<&NodeInfo> = c.0.iter().filter_map(|n| cache.node(n.name())).collect();
+            assert_eq!(filter_with(&cache, &list, p), want, "cache (warm: {warm})");
+        }
+        want
+    }
+
+    /// Raw and normalized scores over every node, checked against the cache's counts.
+    fn scores(c: &Cluster, p: &PodInfo) -> (Vec<i64>, Vec<i64>) {
+        let run = |nodes: &dyn ClusterNodes, list: &[&NodeInfo]| {
+            let plugin = InterPodAffinity::default();
+            let mut state = CycleState::default();
+            plugin.pre_score(p, nodes, list, &mut state);
+            let raw: Vec<i64> = list.iter().map(|n| plugin.score(&state, p, n)).collect();
+            let mut normalized = raw.clone();
+            plugin.normalize(&state, &mut normalized);
+            (raw, normalized)
+        };
+        let want = run(c, &c.0.iter().collect::<Vec<_>>());
+        for warm in [false, true] {
+            let cache = cache_of(&c.0, |cache| {
+                if warm {
+                    let mut state = CycleState::default();
+                    InterPodAffinity::default().pre_score(p, cache, &[], &mut state);
+                }
+            });
+            let list: Vec<&NodeInfo> = c.0.iter().filter_map(|n| cache.node(n.name())).collect();
+            assert_eq!(run(&cache, &list), want, "cache (warm: {warm})");
+        }
+        want
     }
 
     #[test]
@@ -432,9 +448,13 @@ mod tests {
         )]);
         let mut state = CycleState::default();
         let p = labelled("new", "default", json!({}), json!(null));
-        assert!(InterPodAffinity.pre_filter(&p, &c, &mut state).is_success());
+        assert!(
+            InterPodAffinity::default()
+                .pre_filter(&p, &c, &mut state)
+                .is_success()
+        );
         assert!(state.read::<PreFilterState>(NAME).is_none());
-        InterPodAffinity.pre_score(&p, &c, &[], &mut state);
+        InterPodAffinity::default().pre_score(&p, &c, &[], &mut state);
         assert!(state.read::<PreScoreState>(NAME).is_none());
     }
 
@@ -454,17 +474,8 @@ mod tests {
                     {"weight": 5, "podAffinityTerm":
                         term("kubernetes.io/hostname", json!({"app": "web"}))}]}}),
         );
-        let mut state = CycleState::default();
-        let nodes: Vec<&NodeInfo> = c.0.iter().collect();
-        InterPodAffinity.pre_score(&p, &c, &nodes, &mut state);
-        let mut scores: Vec<i64> = nodes
-            .iter()
-            .map(|n| InterPodAffinity.score(&state, &p, n))
-            .collect();
         // a: zone x +10, host a -5; b: zone x +10; c, d: 0.
-        assert_eq!(scores, vec![5, 10, 0, 0]);
-        InterPodAffinity.normalize(&state, &mut scores);
-        assert_eq!(scores, vec![50, 100, 0, 0]);
+        assert_eq!(scores(&c, &p), (vec![5, 10, 0, 0], vec![50, 100, 0, 0]));
     }
 
     #[test]
@@ -478,14 +489,64 @@ mod tests {
         );
         let c = cluster(&[("c", fan)]);
         let p = labelled("new", "default", json!({"app": "web"}), json!(null));
-        let mut state = CycleState::default();
-        let nodes: Vec<&NodeInfo> = c.0.iter().collect();
-        InterPodAffinity.pre_score(&p, &c, &nodes, &mut state);
-        let mut scores: Vec<i64> = nodes
-            .iter()
-            .map(|n| InterPodAffinity.score(&state, &p, n))
-            .collect();
-        InterPodAffinity.normalize(&state, &mut scores);
-        assert_eq!(scores, vec![0, 0, 100, 0]);
+        assert_eq!(scores(&c, &p).1, vec![0, 0, 100, 0]);
+    }
+
+    #[test]
+    fn existing_pods_preferred_terms_score_the_incoming_pod() {
+        let likes = labelled(
+            "l",
+            "default",
+            json!({}),
+            json!({"podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 8, "podAffinityTerm": term("zone", json!({"app": "web"}))}]}}),
+        );
+        let dislikes = labelled(
+            "d",
+            "default",
+            json!({}),
+            json!({"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 4, "podAffinityTerm": term("kubernetes.io/hostname",
+                    json!({"app": "web"}))}]}}),
+        );
+        let mut likes_too = (*likes.pod).clone();
+        likes_too.metadata.name = Some("l2".into());
+        let likes_too = PodInfo::new(std::sync::Arc::new(likes_too));
+        let c = cluster(&[("a", likes), ("b", likes_too), ("b", dislikes)]);
+        let p = labelled("new", "default", json!({"app": "web"}), json!(null));
+        // Zone x holds two pods liking web (+16); b also one disliking it (-4).
+        assert_eq!(scores(&c, &p), (vec![16, 12, 0, 0], vec![100, 75, 0, 0]));
+        let db = labelled("new", "default", json!({"app": "db"}), json!(null));
+        assert_eq!(scores(&c, &db), (vec![0, 0, 0, 0], vec![0, 0, 0, 0]));
+    }
+
+    #[test]
+    fn the_first_pod_of_a_self_affine_group_needs_every_key() {
+        // No pod matches yet: the pod matching its own terms may go where both keys exist.
+        let both = json!({"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            term("zone", json!({"app": "web"})),
+            term("kubernetes.io/hostname", json!({"app": "web"}))]}});
+        let c = cluster(&[]);
+        let p = labelled("new", "default", json!({"app": "web"}), both.clone());
+        let a = ERR_AFFINITY;
+        assert_eq!(filter_all(&c, &p), vec!["", "", "", a]);
+        // Once one pod matches both terms, only its host qualifies.
+        let web = labelled("w", "default", json!({"app": "web"}), json!(null));
+        let c = cluster(&[("b", web)]);
+        assert_eq!(filter_all(&c, &p), vec![a, "", a, a]);
+        // A pod matching only one of the terms' selectors does not count.
+        let half = labelled(
+            "new",
+            "default",
+            json!({"app": "web"}),
+            json!({"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                term("zone", json!({"app": "web"})),
+                term("zone", json!({"tier": "db"}))]}}),
+        );
+        let c = cluster(&[(
+            "a",
+            labelled("w", "default", json!({"app": "web"}), json!(null)),
+        )]);
+        assert_eq!(filter_all(&c, &half), vec![a, a, a, a]);
     }
 }

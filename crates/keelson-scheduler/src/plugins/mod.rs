@@ -21,37 +21,10 @@ pub fn default_framework() -> Framework {
     framework_with(volume_binding::VolumeListers::default())
 }
 
-/// The default profile, its VolumeBinding plugin reading `volumes`.
+/// The default profile, its VolumeBinding plugin reading `volumes` (built, as every profile,
+/// by [`crate::config::Profile::framework`]).
 pub fn framework_with(volumes: volume_binding::VolumeListers) -> Framework {
-    Framework {
-        pre_filters: vec![Box::new(volume_binding::VolumeBinding(volumes.clone()))],
-        filters: vec![
-            Box::new(node_unschedulable::NodeUnschedulable),
-            Box::new(node_name::NodeName),
-            Box::new(taint_toleration::TaintToleration),
-            Box::new(node_affinity::NodeAffinity),
-            Box::new(node_ports::NodePorts),
-            Box::new(node_resources_fit::NodeResourcesFit),
-            Box::new(volume_binding::VolumeBinding(volumes)),
-        ],
-        scores: vec![
-            (Box::new(taint_toleration::TaintToleration), 3),
-            (Box::new(node_affinity::NodeAffinity), 2),
-            (Box::new(node_resources_fit::NodeResourcesFit), 1),
-            (
-                Box::new(balanced_allocation::NodeResourcesBalancedAllocation),
-                1,
-            ),
-        ],
-        cluster_filters: vec![
-            Box::new(pod_topology_spread::PodTopologySpread),
-            Box::new(inter_pod_affinity::InterPodAffinity),
-        ],
-        cluster_scores: vec![
-            (Box::new(pod_topology_spread::PodTopologySpread), 2),
-            (Box::new(inter_pod_affinity::InterPodAffinity), 2),
-        ],
-    }
+    crate::config::Profile::default().framework(volumes)
 }
 
 /// The profile `fw` with NodeResourcesFit scoring by `strategy` (LeastAllocated by default,

@@ -3,7 +3,6 @@
 //! shape over utilization), each with per-resource weights.
 
 use crate::framework::{MAX_NODE_SCORE, NodeInfo, PodInfo, ScorePlugin};
-use crate::resources::Resources;
 
 /// A point of the RequestedToCapacityRatio shape: utilization 0..=100 → score 0..=10.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,16 +20,14 @@ pub enum ScoringStrategy {
     RequestedToCapacityRatio(Vec<ShapePoint>),
 }
 
-/// The resources scored with their weights (upstream's default: cpu 1, memory 1).
+/// The resources scored with their weights, in order (upstream's `scoringStrategy.resources`;
+/// default: cpu 1, memory 1).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ResourceWeights {
-    pub cpu: i64,
-    pub memory: i64,
-}
+pub struct ResourceWeights(pub Vec<(String, i64)>);
 
 impl Default for ResourceWeights {
     fn default() -> Self {
-        ResourceWeights { cpu: 1, memory: 1 }
+        ResourceWeights(vec![("cpu".into(), 1), ("memory".into(), 1)])
     }
 }
 
@@ -46,6 +43,11 @@ impl NodeResourcesFitScore {
             strategy,
             weights: ResourceWeights::default(),
         }
+    }
+
+    /// The strategy with the resources it scores.
+    pub fn with_weights(strategy: ScoringStrategy, weights: ResourceWeights) -> Self {
+        NodeResourcesFitScore { strategy, weights }
     }
 
     fn one(&self, requested: i64, capacity: i64) -> i64 {
@@ -81,6 +83,41 @@ impl NodeResourcesFitScore {
             }
         }
     }
+
+    /// What the node would have requested with the pod, and its allocatable, of one resource;
+    /// `None` when the resource is not scored on this node (none allocatable, or an extended
+    /// resource the pod does not ask for), as upstream.
+    fn requested_and_allocatable(name: &str, pod: &PodInfo, node: &NodeInfo) -> Option<(i64, i64)> {
+        let (used, want, alloc) = match name {
+            "cpu" => (
+                node.non_zero_requested.milli_cpu,
+                pod.non_zero_requests.milli_cpu,
+                node.allocatable.milli_cpu,
+            ),
+            "memory" => (
+                node.non_zero_requested.memory,
+                pod.non_zero_requests.memory,
+                node.allocatable.memory,
+            ),
+            "ephemeral-storage" => (
+                node.requested.ephemeral_storage,
+                pod.requests.ephemeral_storage,
+                node.allocatable.ephemeral_storage,
+            ),
+            other => {
+                let want = pod.requests.scalar.get(other).copied().unwrap_or(0);
+                if want == 0 {
+                    return None;
+                }
+                (
+                    node.requested.scalar.get(other).copied().unwrap_or(0),
+                    want,
+                    node.allocatable.scalar.get(other).copied().unwrap_or(0),
+                )
+            }
+        };
+        (alloc > 0).then_some((used + want, alloc))
+    }
 }
 
 /// Piecewise linear interpolation of the shape at `utilization`.
@@ -109,18 +146,31 @@ impl ScorePlugin for NodeResourcesFitScore {
         "NodeResourcesFit"
     }
 
-    /// The weighted mean of the strategy's score for cpu and memory, with non-zero requests.
+    /// The weighted mean of the strategy's score over the scored resources (cpu and memory
+    /// with non-zero requests); RequestedToCapacityRatio leaves out resources scoring 0 and
+    /// rounds, as upstream.
     fn score(&self, pod: &PodInfo, node: &NodeInfo) -> i64 {
-        let used: &Resources = &node.non_zero_requested;
-        let want = &pod.non_zero_requests;
-        let alloc = &node.allocatable;
-        let cpu = self.one(used.milli_cpu + want.milli_cpu, alloc.milli_cpu);
-        let mem = self.one(used.memory + want.memory, alloc.memory);
-        let total = self.weights.cpu + self.weights.memory;
-        if total == 0 {
+        let ratio = matches!(self.strategy, ScoringStrategy::RequestedToCapacityRatio(_));
+        let (mut total, mut weights) = (0, 0);
+        for (name, weight) in &self.weights.0 {
+            let Some((requested, alloc)) = Self::requested_and_allocatable(name, pod, node) else {
+                continue;
+            };
+            let score = self.one(requested, alloc);
+            if ratio && score <= 0 {
+                continue;
+            }
+            total += score * weight;
+            weights += weight;
+        }
+        if weights == 0 {
             return 0;
         }
-        (cpu * self.weights.cpu + mem * self.weights.memory) / total
+        if ratio {
+            (total + weights / 2) / weights
+        } else {
+            total / weights
+        }
     }
 }
 
@@ -164,6 +214,32 @@ mod tests {
                 "{strategy:?}"
             );
         }
+    }
+
+    #[test]
+    fn resource_weights_choose_what_counts() {
+        let mut n = node(json!({"status": {"allocatable": {
+            "cpu": "4", "memory": "4Gi", "pods": "110", "example.com/gpu": "4"}}}));
+        n.add_pod(requesting("e", json!({"cpu": "3", "memory": "1Gi"})));
+        let p = requesting("new", json!({"cpu": "1", "memory": "1Gi"}));
+        let most = |weights: Vec<(&str, i64)>| {
+            let weights = weights
+                .into_iter()
+                .map(|(n, w)| (n.to_string(), w))
+                .collect();
+            NodeResourcesFitScore::with_weights(
+                ScoringStrategy::MostAllocated,
+                ResourceWeights(weights),
+            )
+            .score(&p, &n)
+        };
+        // cpu 4/4 → 100, memory 2/4 → 50.
+        assert_eq!(most(vec![("cpu", 1), ("memory", 1)]), 75);
+        assert_eq!(most(vec![("cpu", 3), ("memory", 1)]), 87);
+        assert_eq!(most(vec![("memory", 1)]), 50);
+        // An extended resource the pod does not ask for is not scored.
+        assert_eq!(most(vec![("memory", 1), ("example.com/gpu", 5)]), 50);
+        assert_eq!(most(vec![("example.com/gpu", 1)]), 0);
     }
 
     #[test]

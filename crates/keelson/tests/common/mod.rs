@@ -346,3 +346,6 @@ pub fn http_get_until(ip: &str, port: u16, want: &str) -> String {
 pub fn path_str(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
+
+/// Several machines on one host, for multi-node tests (network namespaces on a bridge).
+pub mod hosts;
