@@ -54,11 +54,12 @@ fn cluster_dns_ip(s: &str) -> Result<String, String> {
 }
 
 /// The Debian packages a node needs, and a binary each provides.
-const PACKAGES: [(&str, &str); 4] = [
+const PACKAGES: [(&str, &str); 5] = [
     ("containerd", "containerd"),
     ("runc", "runc"),
     ("containernetworking-plugins", "bridge"),
     ("nftables", "nft"),
+    ("iproute2", "ip"),
 ];
 
 fn is_root() -> bool {
